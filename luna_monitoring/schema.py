@@ -267,7 +267,9 @@ def _build() -> dict[str, Series]:
 SERIES: Mapping[str, Series] = MappingProxyType(_build())
 """All 44 series by measurement name."""
 
-ESTIMATOR_SERIES: tuple[str, ...] = tuple(s.name for s in SERIES.values() if s.kind is Kind.ESTIMATOR)
+ESTIMATOR_SERIES: tuple[str, ...] = tuple(
+    s.name for s in SERIES.values() if s.kind is Kind.ESTIMATOR
+)
 """The 38 per-estimator series."""
 
 
@@ -281,7 +283,7 @@ def get_series(name: str, *, kind: Kind | None = None) -> Series:
 
 
 def series_table() -> str:
-    """The series reference as a Markdown table (printed by ``python -m luna_monitoring series``)."""
+    """The series reference as a Markdown table (``python -m luna_monitoring series``)."""
     lines = [
         "| series | emitted for | tags (besides `service`) | fields |",
         "|---|---|---|---|",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -235,11 +235,10 @@ class Settings:
 
 
 def config_reference() -> list[tuple[str, str, str]]:
-    """Rows ``(key, default, meaning)`` of every config key, for docs and ``series`` output."""
-    defaults = {f.name: f for f in fields(Settings)}
+    """Rows ``(key, default, meaning)`` of every config key, for the README's table."""
     rows = []
     for key, spec in _KEYS.items():
-        default = spec.default if key in defaults else None
+        default = spec.default
         if key == "prometheus":
             default = {"enabled": False, "path": "/metrics", "extra_labels": {}}
         elif isinstance(default, tuple):

@@ -1,0 +1,38 @@
+"""Unique nanosecond timestamps."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from luna_monitoring.clock import UniqueClock
+
+
+def test_strictly_increasing():
+    """No value is ever handed out twice, however fast the calls."""
+    clock = UniqueClock()
+    values = [clock.now_ns() for _ in range(100_000)]
+    assert all(b > a for a, b in itertools.pairwise(values))
+
+
+def test_close_to_wall_clock():
+    """Values are wall-clock time in ns."""
+    assert abs(UniqueClock().now_ns() - time.time_ns()) < 1_000_000_000
+
+
+def test_workers_get_disjoint_residues():
+    """Two workers of one service never produce the same timestamp."""
+    a, b = UniqueClock(0, 2), UniqueClock(1, 2)
+    first = {a.now_ns() for _ in range(10_000)}
+    second = {b.now_ns() for _ in range(10_000)}
+    assert not first & second
+    assert {v % 2 for v in first} == {0} and {v % 2 for v in second} == {1}
+
+
+@pytest.mark.parametrize(("offset", "stride"), [(0, 0), (2, 2), (-1, 3)])
+def test_bad_offset_or_stride(offset, stride):
+    """offset must lie in 0..stride-1."""
+    with pytest.raises(ValueError, match="need 0 <= offset < stride"):
+        UniqueClock(offset, stride)

@@ -1,0 +1,138 @@
+"""MONITORING config -> frozen, validated settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from luna_monitoring.settings import MonitoringConfigError, Settings, config_reference
+
+SECRET = "s3cr3t-value-never-shown"
+
+
+class TestDefaults:
+    def test_empty_config_gives_design_defaults(self):
+        """Every key of DESIGN.md has its documented default."""
+        s = Settings.from_config({})
+        assert (s.send_data_for_monitoring, s.storage_type, s.version) == (True, "influx", 2)
+        assert (s.host, s.port, s.use_ssl) == ("127.0.0.1", 8086, False)
+        assert (s.organization, s.token, s.bucket) == ("", "", "luna_monitoring")
+        assert (s.database, s.username, s.password, s.retention_policy) == (
+            "luna_monitoring",
+            "",
+            "",
+            "",
+        )
+        assert (s.flushing_period, s.batch_size, s.max_buffer_points) == (1.0, 5000, 100000)
+        assert (s.service, s.excluded_routes, s.plugins) == ("luna-remote-sdk", (), ())
+        assert s.prometheus.enabled is False
+        assert s.prometheus.path == "/metrics"
+        assert dict(s.prometheus.extra_labels) == {}
+
+    def test_none_means_defaults(self):
+        """A missing MONITORING section is the defaults."""
+        assert Settings.from_config(None) == Settings.from_config({})
+
+    def test_settings_are_frozen(self):
+        """Settings cannot be changed after validation."""
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            Settings.from_config({}).port = 1
+
+    def test_int_accepted_for_float_keys(self):
+        """flushing_period=2 is 2.0 seconds."""
+        s = Settings.from_config({"flushing_period": 2})
+        assert s.flushing_period == 2.0 and type(s.flushing_period) is float
+
+    def test_url_and_target(self):
+        """url follows use_ssl; target names the bucket or database."""
+        s = Settings.from_config({"use_ssl": True, "host": "db.local", "port": 443})
+        assert s.url == "https://db.local:443"
+        v1 = Settings.from_config({"version": 1, "database": "mon"})
+        assert v1.target == "InfluxDB v1 at http://127.0.0.1:8086, database 'mon'"
+
+    def test_excluded_routes_are_compiled(self):
+        """excluded_routes become compiled patterns."""
+        s = Settings.from_config({"excluded_routes": [r"^GET:/health"]})
+        assert s.excluded_routes[0].search("GET:/healthcheck")
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("config", "message"),
+        [
+            (
+                {"prot": 1},
+                "unknown key(s) 'prot'; known keys: send_data_for_monitoring",
+            ),
+            ({"port": "8086"}, "MONITORING['port']: expected int, got '8086'"),
+            ({"port": 0}, "MONITORING['port']: expected a port number in 1..65535, got 0"),
+            ({"port": 65536}, "['port']: expected a port number in 1..65535, got 65536"),
+            ({"port": True}, "MONITORING['port']: expected int, got True"),
+            (
+                {"flushing_period": -1},
+                "['flushing_period']: expected a number > 0, got -1",
+            ),
+            ({"flushing_period": 0}, "MONITORING['flushing_period']: expected a number > 0, got 0"),
+            ({"batch_size": 0}, "MONITORING['batch_size']: expected an integer >= 1, got 0"),
+            ({"batch_size": 1.5}, "MONITORING['batch_size']: expected int, got 1.5"),
+            ({"version": 3}, "MONITORING['version']: expected one of 1, 2, got 3"),
+            ({"storage_type": "sql"}, "MONITORING['storage_type']: expected one of 'influx'"),
+            ({"send_data_for_monitoring": 1}, "expected bool, got 1"),
+            ({"service": ""}, "MONITORING['service']: expected a non-empty string, got ''"),
+            ({"excluded_routes": "GET:/"}, "expected a list of strings, got 'GET:/'"),
+            ({"excluded_routes": ["("]}, "MONITORING['excluded_routes']: expected valid regular"),
+            ({"plugins": ["nocolon"]}, 'expected "package.module:ClassName" strings, got \'noco'),
+            ({"prometheus": {"enabled": "yes"}}, "MONITORING['prometheus.enabled']: expected bool"),
+            ({"prometheus": {"path": "metrics"}}, "expected a path starting with '/'"),
+            ({"prometheus": {"port": 1}}, "expected only the keys enabled, path, extra_labels"),
+            ({"prometheus": {"extra_labels": {"route": "x"}}}, "got 'route'"),
+            ({"prometheus": {"extra_labels": {"a-b": "x"}}}, "got 'a-b'"),
+            ({"prometheus": {"extra_labels": {"dc": 1}}}, "expected a dict of str to str"),
+        ],
+    )
+    def test_bad_value_names_key_expectation_and_value(self, config, message):
+        """Each fault is one message naming the key, the expectation and the value."""
+        with pytest.raises(MonitoringConfigError) as info:
+            Settings.from_config(config)
+        assert message in str(info.value)
+
+    def test_config_error_is_a_value_error(self):
+        """Callers may catch ValueError."""
+        assert issubclass(MonitoringConfigError, ValueError)
+
+    def test_not_a_mapping(self):
+        """MONITORING must be a dict."""
+        with pytest.raises(MonitoringConfigError, match="expected a dict, got 'list'"):
+            Settings.from_config([])  # type: ignore[arg-type]
+
+
+class TestSecrets:
+    @pytest.mark.parametrize("key", ["token", "password"])
+    def test_secret_never_in_repr(self, key):
+        """repr and str of settings leave secrets out."""
+        s = Settings.from_config({key: SECRET})
+        assert SECRET not in repr(s) and SECRET not in str(s)
+
+    @pytest.mark.parametrize("key", ["token", "password"])
+    def test_secret_never_in_error(self, key):
+        """A wrongly typed secret is reported without its value."""
+        with pytest.raises(MonitoringConfigError) as info:
+            Settings.from_config({key: [SECRET]})
+        assert SECRET not in str(info.value)
+        assert f"MONITORING[{key!r}]: expected str, got <hidden>" == str(info.value)
+
+    def test_secret_never_logged(self, caplog):
+        """Logging the settings object leaves secrets out."""
+        caplog.set_level(logging.DEBUG)
+        s = Settings.from_config({"token": SECRET, "password": SECRET})
+        logging.getLogger("luna_monitoring").info("settings: %s %r", s, s)
+        assert caplog.records and SECRET not in caplog.text
+
+
+def test_config_reference_covers_every_setting():
+    """The documented table has one row per Settings field, in order."""
+    keys = [row[0] for row in config_reference()]
+    assert keys == [f.name for f in dataclasses.fields(Settings)]
+    assert dict((k, d) for k, d, _ in config_reference())["batch_size"] == "5000"
