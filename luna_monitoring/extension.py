@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
 from sanic import Sanic
 from sanic_ext import Extension
 
-from .clock import UniqueClock
-from .runtime import Monitoring
+from .plugins import PluginSpec, setup_plugins, start_plugins, stop_plugins
+from .prometheus import is_metrics_route, setup_prometheus, start_prometheus, stop_prometheus
+from .request_hooks import RequestHooks
+from .runtime import Monitoring, worker_clock
 from .settings import Settings
 from .storages import make_storage
 from .writer import Writer
@@ -15,26 +20,45 @@ from .writer import Writer
 class MonitoringExtension(Extension):
     """Monitors every request of a Sanic app; configured by ``app.config.MONITORING``.
 
-    >>> app.extend(extensions=[MonitoringExtension])
+    >>> app.config.MONITORING = {"version": 1, "database": "luna_monitoring"}
+    >>> app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
+    >>> app.extend(extensions=[MonitoringExtension(plugins=[AuditPlugin])])
+
+    A bad ``MONITORING`` raises :class:`MonitoringConfigError` from ``app.extend``.
     """
 
     name = "monitoring"
 
+    def __init__(self, *, plugins: Sequence[PluginSpec] = ()) -> None:
+        self.plugins = tuple(plugins)
+
     def startup(self, bootstrap) -> None:
-        settings = Settings.from_config(self.app.config.get("MONITORING"))
-        self.app.ctx.monitoring_settings = settings
+        app = self.app
+        settings = app.ctx.monitoring_settings = Settings.from_config(app.config.get("MONITORING"))
+        app.ctx.monitoring = None
         if not settings.send_data_for_monitoring:
             return
-        self.app.before_server_start(_start)
-        self.app.after_server_stop(_stop)
+        setup_plugins(app, settings, self.plugins)
+        setup_prometheus(app, settings)
+        hooks = app.ctx.monitoring_hooks = RequestHooks(
+            settings, skip_route=partial(is_metrics_route, app)
+        )
+        app.register_middleware(hooks.on_request, "request", priority=RequestHooks.PRIORITY)
+        app.register_middleware(hooks.on_response, "response", priority=-RequestHooks.PRIORITY)
+        app.before_server_start(_start)
+        app.after_server_stop(_stop)
 
 
 async def _start(app: Sanic) -> None:
     settings: Settings = app.ctx.monitoring_settings
-    writer = Writer(settings, make_storage(settings))
-    app.ctx.monitoring = Monitoring(settings, writer, UniqueClock())
+    sinks = [start_plugins(app, settings), start_prometheus(app, settings)]
+    writer = Writer(settings, make_storage(settings), [sink for sink in sinks if sink])
+    monitoring = app.ctx.monitoring = Monitoring(settings, writer, worker_clock())
+    app.ctx.monitoring_hooks.bind(monitoring.clock.now_ns, monitoring.emit)
     await writer.start()
 
 
 async def _stop(app: Sanic) -> None:
     await app.ctx.monitoring.writer.stop()
+    await stop_plugins(app)
+    stop_prometheus(app)

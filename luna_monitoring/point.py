@@ -1,13 +1,50 @@
-"""The point model and its InfluxDB line-protocol encoding.
+r"""The point model and its InfluxDB line-protocol encoding.
 
 Escaping rules are data: one translate table per context, applied by one-line helpers.
-The encoder caches the escaped ``measurement,tags`` prefix of each distinct tag set, so a
-steady stream of request points costs one dict lookup for its series key.
+The encoder caches the escaped ``measurement,tags`` prefix of each distinct tag set and the
+``key=`` text of each field key, so a steady stream of request points costs one dict lookup
+for its series and tags, one per field key and one ``orjson`` call per float.
+
+What InfluxDB's parser cannot read back as written is changed, the same way every time:
+
+====================================  ===========================================  ==========
+Text                                  Written as                                   Where
+====================================  ===========================================  ==========
+line break (``\n``, ``\r``)           a space                                      names
+backslashes right before ``,`` ``=``  removed (InfluxDB would take the last one    names
+space ``"`` or at the end             for an escape; ``a\,b`` -> ``a,b``,
+                                      ``C:\dir\`` -> ``C:\dir``)
+leading tabs and NUL characters       removed (InfluxDB skips them)                measurement,
+                                                                                   field keys
+leading ``#`` (a comment line)        ``\#`` (stored as ``\#``, backslash kept)    measurement
+any other backslash                   kept as one backslash                        names
+``,`` and space                       ``\,`` and ``\ ``                            names
+``=``                                 ``\=``                                       keys, tag
+                                                                                   values
+``"`` and ``\``                       ``\"`` and ``\\`` inside ``"..."``           string
+                                                                                   values
+text that is not Unicode (a lone      ``?``                                        everywhere
+surrogate)
+====================================  ===========================================  ==========
+
+"Names" are the measurement, tag keys, tag values and field keys. Other characters (tabs,
+quotes in names, ``#`` after the start, any non-ASCII text) are written as they are, and
+string field values keep every character.
+
+Values: ``str`` -> ``"..."``, ``int`` -> ``<n>i`` (int64 only), ``float`` -> shortest
+repr that reads back exactly, ``bool`` -> ``true``/``false``; subclasses of these are
+written as their base type. A field that is ``None``, NaN or ±inf, and a tag whose key or
+value is ``None`` or empty after the changes above, are left out. A point left without
+fields is not written and counted in ``points_without_fields``. A point is invalid, not
+written and counted in ``points_invalid`` when a field value has another type or an int is
+outside int64, a tag value is not str, int, float or bool, the time is not an int64, the
+measurement or a field key is empty after the changes, or two tag keys or two field keys
+become the same.
 """
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -25,44 +62,78 @@ class Point(NamedTuple):
     fields: Mapping[str, Any]
 
 
-# Line protocol cannot carry a line break inside a name or tag: it becomes a space.
-_MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\ ", "\r": "\\ ", "\t": "\\ "})
-_KEY = str.maketrans(
-    {",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\ ", "\r": "\\ ", "\t": "\\ "}
-)
+_LINE_BREAKS = str.maketrans({"\n": " ", "\r": " "})
+_LOOSE_BACKSLASHES = re.compile(r'\\+(?=[, ="]|\Z)')
+_SKIPPED_AT_START = "\t\0"
+_MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ "})
+_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
 
 
+def _name(text: str) -> str:
+    """``text`` without line breaks and backslashes InfluxDB would take for escapes."""
+    return _LOOSE_BACKSLASHES.sub("", text.translate(_LINE_BREAKS))
+
+
 def escape_measurement(name: str) -> str:
-    """Escape a measurement name."""
-    return _escape_trailing(name.translate(_MEASUREMENT))
+    """A measurement name as written (empty if nothing writable is left)."""
+    text = _name(name).lstrip(_SKIPPED_AT_START).translate(_MEASUREMENT)
+    return "\\" + text if text.startswith("#") else text
 
 
-def escape_key(text: str) -> str:
-    """Escape a tag key, tag value or field key."""
-    return _escape_trailing(text.translate(_KEY))
+def escape_tag(text: str) -> str:
+    """A tag key or tag value as written (empty if nothing writable is left)."""
+    return _name(text).translate(_KEY)
+
+
+def escape_field_key(name: str) -> str:
+    """A field key as written (empty if nothing writable is left)."""
+    return _name(name).lstrip(_SKIPPED_AT_START).translate(_KEY)
 
 
 def escape_string(text: str) -> str:
-    """Escape a string field value (without the surrounding quotes)."""
+    """A string field value as written between its double quotes."""
     return text.translate(_STRING)
 
 
-def _escape_trailing(text: str) -> str:
-    # A trailing backslash would escape the separator after it; a space follows it instead.
-    return text + " " if text.endswith("\\") and not text.endswith("\\ ") else text
+def _field_value(value: Any) -> str | None:
+    """A field value as written; ``None`` to leave the field out.
+
+    Raises ``TypeError`` for an unsupported type, ``ValueError`` for an int outside int64.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"{value} is outside the int64 range")
+        return f"{int(value)}i"
+    if isinstance(value, float):
+        return _dumps(float(value)).decode() if value - value == 0.0 else None
+    if isinstance(value, str):
+        return f'"{escape_string(value)}"'
+    if value is None:
+        return None
+    raise TypeError(f"unsupported field value type {type(value).__name__}")
+
+
+class _InvalidPoint(Exception):
+    """A point that cannot be written."""
 
 
 class LineEncoder:
-    """Encodes points to line protocol; bad points are skipped and counted.
+    """Encodes points to line protocol; points that cannot be written are skipped and counted.
 
     ``points_without_fields`` counts points left with no field to write (all ``None``,
-    NaN or infinite); ``points_invalid`` counts points with a value of an unsupported type.
+    NaN or infinite); ``points_invalid`` counts points that cannot be written at all (see the
+    module docstring).
+
+    >>> LineEncoder().encode_lines([Point("requests", 1, {"route": "GET:/"}, {"n": 1})])
+    ['requests,route=GET:/ n=1i 1']
     """
 
     __slots__ = ("_field_keys", "_prefixes", "points_invalid", "points_without_fields")
 
-    _MAX_PREFIXES = 10_000
+    _MAX_CACHED = 10_000
 
     def __init__(self) -> None:
         self._prefixes: dict[tuple, str] = {}
@@ -70,65 +141,123 @@ class LineEncoder:
         self.points_without_fields = 0
         self.points_invalid = 0
 
-    def _prefix(self, series: str, tags: Mapping[str, str]) -> str:
-        key = (series, *tags.items())
-        prefix = self._prefixes.get(key)
-        if prefix is None:
-            parts = [escape_measurement(series)]
-            for tag, value in sorted(tags.items()):
-                if value != "" and tag != "":
-                    parts.append(f"{escape_key(tag)}={escape_key(str(value))}")
-            prefix = ",".join(parts)
-            if len(self._prefixes) >= self._MAX_PREFIXES:
-                self._prefixes.clear()
-            self._prefixes[key] = prefix
-        return prefix
-
     def encode_lines(self, points: Iterable[Point | tuple]) -> list[str]:
         """The lines of all points that can be written, in order; the rest are counted."""
-        prefixes = self._prefixes
-        keys = self._field_keys
-        lines = []
+        prefix_of = self._prefixes.get
+        key_of = self._field_keys.get
+        lines: list[str] = []
         append = lines.append
-        for series, time_ns, tags, fields in points:
-            prefix = prefixes.get((series, *tags.items()))
-            if prefix is None:
-                prefix = self._prefix(series, tags)
-            parts = []
-            for name, value in fields.items():
-                kind = type(value)
-                if kind is float:
-                    if value - value != 0.0:  # NaN or infinite
-                        continue
-                    text = _dumps(value).decode()
-                elif kind is str:
-                    if '"' in value or "\\" in value:
-                        value = value.translate(_STRING)
-                    text = f'"{value}"'
-                elif kind is int:
-                    if not INT64_MIN <= value <= INT64_MAX:
-                        break
-                    text = f"{value}i"
-                elif kind is bool:
-                    text = "true" if value else "false"
-                elif value is None:
-                    continue
-                else:
-                    break
-                key = keys.get(name)
-                if key is None:
-                    key = keys[name] = escape_key(name)
-                parts.append(f"{key}={text}")
-            else:
-                if parts:
-                    append(f"{prefix} {','.join(parts)} {time_ns}")
-                else:
-                    self.points_without_fields += 1
-                continue
-            self.points_invalid += 1
+        # The fast path takes points whose tag set and field keys are cached and whose values
+        # have exactly the common types; every other point goes through _encode_point.
+        for point in points:
+            try:
+                series, time_ns, tags, fields = point
+                prefix = prefix_of((series, *tags, *tags.values()))
+                if prefix is not None:
+                    text = None
+                    for name, value in fields.items():
+                        key = key_of(name)
+                        if key is None:
+                            break
+                        kind = type(value)
+                        if kind is float:
+                            if value - value:  # NaN or ±inf
+                                continue
+                            part = key + _dumps(value).decode()
+                        elif kind is str:
+                            if '"' in value or "\\" in value:
+                                value = value.translate(_STRING)
+                            part = f'{key}"{value}"'
+                        elif kind is int:
+                            if not INT64_MIN <= value <= INT64_MAX:
+                                break
+                            part = f"{key}{value}i"
+                        elif kind is bool:
+                            part = key + ("true" if value else "false")
+                        elif value is None:
+                            continue
+                        else:
+                            break
+                        text = part if text is None else f"{text},{part}"
+                    else:
+                        if text is not None and type(time_ns) is int:
+                            append(f"{prefix} {text} {time_ns}")
+                            continue
+            except (TypeError, ValueError, AttributeError):
+                pass
+            line = self._encode_point(point)
+            if line is not None:
+                append(line)
         return lines
+
+    def _encode_point(self, point: Any) -> str | None:
+        """Encode one point with every check, filling the caches; count what is skipped."""
+        try:
+            series, time_ns, tags, fields = point
+            if type(time_ns) is not int or not INT64_MIN <= time_ns <= INT64_MAX:
+                raise _InvalidPoint
+            prefix = self._prefix(series, tags)
+            parts = {}
+            for name, value in fields.items():
+                text = _field_value(value)
+                if text is not None:
+                    key = self._field_key(name)
+                    if key in parts:
+                        raise _InvalidPoint
+                    parts[key] = text
+        except (_InvalidPoint, TypeError, ValueError, AttributeError):
+            self.points_invalid += 1
+            return None
+        if not parts:
+            self.points_without_fields += 1
+            return None
+        return f"{prefix} {','.join(key + text for key, text in parts.items())} {time_ns}"
+
+    def _prefix(self, series: Any, tags: Any) -> str:
+        """The escaped ``measurement,tags`` of a point, cached when all its names are str."""
+        if not isinstance(series, str):
+            raise _InvalidPoint
+        measurement = escape_measurement(series)
+        if not measurement:
+            raise _InvalidPoint
+        cacheable = True
+        escaped = {}
+        for key, value in tags.items():
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                if not isinstance(value, int | float):
+                    raise _InvalidPoint
+                value = str(value)
+                cacheable = False
+            if not isinstance(key, str):
+                raise _InvalidPoint
+            tag_key, tag_value = escape_tag(key), escape_tag(value)
+            if tag_key and tag_value:
+                if tag_key in escaped:
+                    raise _InvalidPoint
+                escaped[tag_key] = tag_value
+        prefix = ",".join([measurement, *(f"{k}={v}" for k, v in sorted(escaped.items()))])
+        if cacheable:
+            if len(self._prefixes) >= self._MAX_CACHED:
+                self._prefixes.clear()
+            self._prefixes[(series, *tags, *tags.values())] = prefix
+        return prefix
+
+    def _field_key(self, name: Any) -> str:
+        """``key=`` for a field name, cached when the name is written unchanged."""
+        if not isinstance(name, str):
+            raise _InvalidPoint
+        key = escape_field_key(name)
+        if not key:
+            raise _InvalidPoint
+        if _name(name).lstrip(_SKIPPED_AT_START) == name:
+            if len(self._field_keys) >= self._MAX_CACHED:
+                self._field_keys.clear()
+            self._field_keys[name] = key + "="
+        return key + "="
 
 
 def join_lines(lines: list[str]) -> bytes:
-    """A write request body from encoded lines."""
-    return "\n".join(lines).encode()
+    """A write request body from encoded lines (lone surrogates become ``?``)."""
+    return "\n".join(lines).encode("utf-8", "replace")

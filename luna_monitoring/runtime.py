@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .clock import UniqueClock
+from .licensing import license_tags_and_fields
 from .point import Point
 from .schema import Kind, get_series
 from .settings import Settings
 from .writer import Writer
+
+WORKER_STRIDE = 1024
+"""Timestamps of server worker ``n`` are ``n`` modulo this: up to 1024 workers never collide."""
+_SERVER_NUMBER = re.compile(r"-Server-(\d+)-\d+$")
+
+
+def worker_clock(worker_name: str | None = None) -> UniqueClock:
+    """The clock of this worker, from its Sanic name (``SANIC_WORKER_NAME``, e.g.
+    ``Sanic-Server-3-0``: server 3, first start); a single process counts as server 0.
+
+    >>> worker_clock("Sanic-Server-3-0").now_ns() % WORKER_STRIDE
+    3
+    """
+    name = os.environ.get("SANIC_WORKER_NAME", "") if worker_name is None else worker_name
+    match = _SERVER_NUMBER.search(name)
+    server = int(match[1]) if match else 0
+    return UniqueClock(server % WORKER_STRIDE, WORKER_STRIDE)
 
 
 class Monitoring:
@@ -46,11 +66,35 @@ class Monitoring:
             raise ValueError(f"time_ns must be a non-negative int, got {time_ns!r}")
         self.emit(Point(series, time_ns, checked_tags, checked_fields))
 
-    async def flush(self) -> None:
-        """Write everything buffered now (waits for the write, bounded by retries)."""
-        await self.writer.flush()
+    def report_license(
+        self,
+        status: str,
+        *,
+        liveness_balance: int,
+        warnings: Iterable[str] = (),
+        errors: Iterable[str] = (),
+    ) -> None:
+        """Buffer a ``licensing`` point (status ``"warning"`` or ``"error"``).
+
+        >>> app.ctx.monitoring.report_license("warning", liveness_balance=10,
+        ...                                   warnings=["liveness balance is low"])
+        """
+        tags, fields = license_tags_and_fields(
+            status, liveness_balance=liveness_balance, warnings=warnings, errors=errors
+        )
+        self.record("licensing", tags=tags, fields=fields)
+
+    async def flush(self) -> bool:
+        """Write everything buffered now; False when a write failed (the points stay buffered)."""
+        return await self.writer.flush()
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: points_buffered, points_written, points_dropped, write_errors, ..."""
-        return self.writer.stats
+        """Counters: points_buffered, points_written, points_dropped, write_errors, ...
+
+        plus those of sinks that keep ``stats`` (plugins: ``plugin_errors``, ...).
+        """
+        stats = self.writer.stats
+        for sink in self.writer.sinks:
+            stats.update(getattr(sink, "stats", {}))
+        return stats

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+from sanic import Sanic
 
 # real-server fixtures (block below)
-from servers import InfluxDatabase, InfluxDB1, Prometheus, VictoriaMetrics, unique_name
+from servers import (
+    InfluxDatabase,
+    InfluxDB1,
+    Prometheus,
+    VictoriaMetrics,
+    free_port,
+    unique_name,
+)
+
+from luna_monitoring import MonitoringExtension
 
 # ============================================================================
 # BEGIN real-server fixtures -- harness lives in tests/servers.py.
@@ -64,3 +75,54 @@ def prometheus_factory() -> Iterator[Callable[..., Prometheus]]:
 # ============================================================================
 # END real-server fixtures
 # ============================================================================
+
+
+@pytest.fixture
+def make_app(influx_db: InfluxDatabase) -> Iterator[Callable[..., Sanic]]:
+    """``make_app(extension_plugins=(), **monitoring)`` -> a uniquely named app with
+    ``MonitoringExtension(plugins=extension_plugins)`` writing to ``influx_db`` (InfluxDB
+    1.x, 0.1 s flushing period); keys given override those."""
+    Sanic.test_mode = True
+    names = []
+
+    def factory(extension_plugins: tuple = (), **monitoring: Any) -> Sanic:
+        app = Sanic(unique_name("app"))
+        names.append(app.name)
+        app.config.MONITORING = {
+            "version": 1,
+            "port": influx_db.server.port,
+            "database": influx_db.name,
+            "flushing_period": 0.1,
+            **monitoring,
+        }
+        app.extend(extensions=[MonitoringExtension(plugins=extension_plugins)])
+        return app
+
+    yield factory
+    for name in names:
+        Sanic._app_registry.pop(name, None)
+
+
+@pytest.fixture
+async def serve_app() -> AsyncIterator[Callable[[Sanic], Awaitable[str]]]:
+    """``await serve_app(app)`` -> base URL of ``app`` served on 127.0.0.1 in the test's event
+    loop with all its listeners; stopped (listeners included) after the test."""
+    servers = []
+
+    async def serve(app: Sanic) -> str:
+        port = free_port()
+        server = await app.create_server(
+            host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False
+        )
+        await server.startup()
+        await server.before_start()
+        await server.after_start()
+        servers.append(server)
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server in reversed(servers):
+        await server.before_stop()
+        server.close()
+        await server.wait_closed()
+        await server.after_stop()

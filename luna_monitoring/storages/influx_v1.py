@@ -1,29 +1,64 @@
-"""InfluxDB 1.x ``/write`` transport. (Minimal first version.)"""
+"""InfluxDB 1.x ``/write`` transport over aiohttp."""
 
 from __future__ import annotations
+
+from base64 import b64encode
 
 import aiohttp
 
 from ..settings import Settings
+from . import WriteError, connection_message, gzip_body, parse_retry_after, redactor, server_message
 
 
 class InfluxV1Storage:
-    """POSTs line protocol to ``/write`` with aiohttp."""
+    """POSTs gzip-compressed line protocol to ``/write?db=&rp=&precision=ns``.
+
+    Credentials go in an ``Authorization: Basic`` header, never in the URL.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self._target = settings.target
+        self._url = f"{settings.url}/write"
         self._params = {"db": settings.database, "precision": "ns"}
+        if settings.retention_policy:
+            self._params["rp"] = settings.retention_policy
+        self._headers = {
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Encoding": "gzip",
+        }
+        basic = ""
+        if settings.username or settings.password:
+            basic = b64encode(f"{settings.username}:{settings.password}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {basic}"
+        self._redact = redactor(settings.password, basic)
+        self._timeout_s = settings.write_timeout_s
         self._session: aiohttp.ClientSession | None = None
 
+    def __repr__(self) -> str:
+        return f"InfluxV1Storage({self._target})"
+
     async def write(self, body: bytes) -> None:
+        """Send one body; raise :class:`WriteError` unless the server answers 2xx."""
         if self._session is None:
-            self._session = aiohttp.ClientSession()
-        async with self._session.post(
-            f"{self.settings.url}/write", params=self._params, data=body
-        ) as response:
-            if response.status >= 300:
-                raise RuntimeError(f"InfluxDB answered {response.status}: {await response.text()}")
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s)
+            )
+        data = await gzip_body(body)
+        try:
+            async with self._session.post(
+                self._url, params=self._params, data=data, headers=self._headers
+            ) as response:
+                if response.status < 300:
+                    return
+                text = server_message(await response.read())
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            message = self._redact(connection_message(exc, self._timeout_s))
+            raise WriteError(None, message) from None
+        raise WriteError(response.status, self._redact(text), retry_after)
 
     async def close(self) -> None:
+        """Close the HTTP session."""
         if self._session is not None:
             await self._session.close()
+            self._session = None

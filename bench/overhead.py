@@ -1,0 +1,219 @@
+"""Request overhead of MonitoringExtension: wrk against a Sanic hello world, with and without.
+
+Every variant is the same single-process app (``GET /`` -> ``text("hello")``, access log
+off) set up with the same ``app.extend(built_in_extensions=False, ...)`` call; they differ
+only in monitoring:
+
+* ``bare``: no monitoring (the baseline).
+* ``monitored``: ``MonitoringExtension`` delivering to a local InfluxDB 1.x.
+* ``naive``: two ``async`` middlewares that make a request id with ``uuid4``, set the
+  header, build an ``influxdb_client.Point`` per request and buffer its line (sent to the
+  same InfluxDB every second).
+* ``bare+builtins`` / ``monitored+builtins``: as above with sanic-ext's built-in extensions
+  (what ``AUTO_EXTEND`` or a plain ``app.extend(extensions=[...])`` loads).
+
+The app runs pinned to CPU 0 (``taskset -c 0``), wrk and InfluxDB to CPU 1. Each round runs
+every variant once, in a rotated order, for ``--seconds`` after a 1 s warm-up; the figures are
+medians over the rounds of per-round ratios against ``bare``. CPU per request is the app
+process's utime + stime (``/proc/<pid>/stat``, background delivery included) over the
+requests wrk completed. After each monitored run the app is stopped with SIGINT (graceful:
+the last points are flushed) and the ``requests`` points in its database are counted.
+
+    python bench/overhead.py [--rounds 3] [--seconds 5] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
+
+VARIANTS = ("bare", "monitored", "naive", "bare+builtins", "monitored+builtins")
+APP_CPU, LOAD_CPU = 0, 1
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+# -- the app (``--serve``) ------------------------------------------------------------
+
+
+def serve(variant: str, port: int, influx_port: int, database: str) -> None:
+    """Run the app of ``variant`` in this process until SIGINT."""
+    from sanic import Sanic, text
+
+    from luna_monitoring import MonitoringExtension
+
+    monitoring, _, builtins = variant.partition("+")
+    app = Sanic(f"bench_{monitoring}")
+    app.config.MONITORING = {"version": 1, "port": influx_port, "database": database}
+    extensions = [MonitoringExtension] if monitoring == "monitored" else []
+    app.extend(extensions=extensions, built_in_extensions=bool(builtins))
+    if monitoring == "naive":
+        _add_naive_monitoring(app, f"http://127.0.0.1:{influx_port}/write?db={database}")
+
+    @app.get("/")
+    async def hello(request):
+        return text("hello")
+
+    app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False)
+
+
+def _add_naive_monitoring(app, write_url: str) -> None:
+    """The straightforward way: async middlewares, uuid4, influxdb_client.Point per request."""
+    import asyncio
+    import uuid
+    from collections import deque
+
+    import aiohttp
+    from influxdb_client import Point
+
+    lines: deque[str] = deque()
+
+    @app.on_request
+    async def start(request):
+        request.ctx.start = time.perf_counter()
+        request.ctx.time_ns = time.time_ns()
+        request.ctx.request_id = f"{int(time.time())},{uuid.uuid4()}"
+
+    @app.on_response
+    async def finish(request, response):
+        response.headers["LUNA-Request-Id"] = request.ctx.request_id
+        point = (
+            Point("requests")
+            .tag("service", "luna-remote-sdk")
+            .tag("route", f"{request.method}:{request.uri_template}")
+            .tag("status_code", str(response.status))
+            .field("request_id", request.ctx.request_id)
+            .field("execution_time", time.perf_counter() - request.ctx.start)
+            .time(request.ctx.time_ns)
+        )
+        lines.append(point.to_line_protocol())
+
+    async def flush(session) -> None:
+        batch = [lines.popleft() for _ in range(len(lines))]
+        if batch:
+            await session.post(write_url, data="\n".join(batch).encode())
+
+    async def loop(app):
+        async with aiohttp.ClientSession() as session:
+            try:
+                while True:
+                    await asyncio.sleep(1.0)
+                    await flush(session)
+            except asyncio.CancelledError:
+                await flush(session)
+
+    @app.after_server_start
+    async def start_flushing(app):
+        app.ctx.naive_flush = asyncio.get_running_loop().create_task(loop(app))
+
+    @app.before_server_stop
+    async def stop_flushing(app):
+        app.ctx.naive_flush.cancel()
+        await asyncio.gather(app.ctx.naive_flush, return_exceptions=True)
+
+
+# -- the driver -----------------------------------------------------------------------
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
+def _wrk(port: int, seconds: int, connections: int) -> int:
+    """Run wrk on LOAD_CPU; the number of requests it completed."""
+    out = subprocess.run(
+        ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+         f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout  # fmt: skip
+    return int(re.search(r"(\d+) requests in", out)[1])
+
+
+def run_variant(variant: str, influx: InfluxDB1, seconds: int, connections: int) -> dict:
+    """Start the app of ``variant``, load it, stop it; throughput, CPU and points delivered."""
+    port, database = free_port(), unique_name("bench")
+    influx.create_database(database)
+    app = subprocess.Popen(
+        ["taskset", "-c", str(APP_CPU), sys.executable, __file__, "--serve", variant,
+         str(port), str(influx.port), database],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: http_request("GET", f"http://127.0.0.1:{port}/").status == 200,
+                   timeout=30, ignore=(OSError,))  # fmt: skip
+        sent = 1 + _wrk(port, 1, connections)
+        ticks = _cpu_ticks(app.pid)
+        began = time.monotonic()
+        requests = _wrk(port, seconds, connections)
+        elapsed = time.monotonic() - began
+        cpu_s = (_cpu_ticks(app.pid) - ticks) / TICKS_PER_S
+    finally:
+        app.send_signal(signal.SIGINT)
+        app.wait(30)
+    stored = influx.count(database, "requests") if "monitored" in variant else None
+    influx.drop_database(database)
+    return {
+        "rps": requests / elapsed,
+        "cpu_us": cpu_s / requests * 1e6,
+        "sent": sent + requests,
+        "stored": stored,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--serve", nargs=4, metavar=("VARIANT", "PORT", "INFLUX_PORT", "DB"))
+    args = parser.parse_args()
+    if args.serve:
+        variant, port, influx_port, database = args.serve
+        serve(variant, int(port), int(influx_port), database)
+        return
+    if "bare" not in args.variants:
+        parser.error("the variants must include bare, the baseline")
+    os.sched_setaffinity(0, {LOAD_CPU})  # InfluxDB (a child) runs beside wrk
+    results: dict[str, list[dict]] = {variant: [] for variant in args.variants}
+    with InfluxDB1() as influx:
+        for round_ in range(args.rounds):
+            shift = round_ % len(args.variants)
+            for variant in args.variants[shift:] + args.variants[:shift]:
+                result = run_variant(variant, influx, args.seconds, args.connections)
+                results[variant].append(result)
+                print(f"round {round_ + 1} {variant:20} {json.dumps(result)}", flush=True)
+    report(results)
+
+
+def report(results: dict[str, list[dict]]) -> None:
+    """Medians over rounds: throughput, its ratio to bare, CPU per request, added CPU."""
+    base = results["bare"]
+    print(f"\n{'variant':20} {'req/s':>8} {'ratio':>6} {'CPU µs/req':>10} {'added µs':>9}  stored")
+    for variant, runs in results.items():
+        ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(runs, base, strict=True))
+        added = statistics.median(
+            r["cpu_us"] - b["cpu_us"] for r, b in zip(runs, base, strict=True)
+        )
+        stored = ", ".join(f"{r['stored']}/{r['sent']}" for r in runs if r["stored"] is not None)
+        print(
+            f"{variant:20} {statistics.median(r['rps'] for r in runs):8.0f} {ratio:6.3f} "
+            f"{statistics.median(r['cpu_us'] for r in runs):10.2f} {added:9.2f}  {stored}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""Delivery throughput and memory under outage of ``Writer``.
+
+Throughput: the time to deliver ``--points`` request points, produced in the writer's event
+loop with backpressure, until every one is written (checked by reading back the count):
+
+* ``writer``: this package's ``Writer`` with default settings (gzip in a worker thread);
+* ``writer+WriteApiAsync``: the same ``Writer`` over influxdb-client's ``WriteApiAsync``
+  with ``enable_gzip=True`` (level-9 gzip on the event loop);
+* ``WriteApi(dict)`` / ``WriteApi(line)``: influxdb-client's batching ``WriteApi``
+  (``WriteOptions(batch_size=5000, flush_interval=1000)``, gzip) fed the same points as
+  dicts or as lines encoded by ``LineEncoder``.
+
+Variants alternate over ``--rounds``; figures are medians, ratios the medians of the
+per-round ratios. The database runs pinned to
+CPU 1, this process to CPU 0. InfluxDB 1.6 has no ``/api/v2/write``, so influxdb-client
+cannot write to it: there only ``writer`` runs. Beside it: the event-loop CPU time to make
+one 5000-line request body (a request waits that long), and the cost of the request-path
+``append`` against a closure that would also check the length.
+
+Memory: a fresh process runs a ``Writer`` (default settings) against a port where nothing
+listens, appending ``--outage-rate`` points/s for ``--outage-s`` seconds; RSS growth is
+measured from the first second on.
+
+    python bench/writer.py [--points 200000] [--rounds 5] [--outage-s 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from timeit import repeat, timeit
+from typing import Any
+
+from influxdb_client import InfluxDBClient, WriteOptions
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+from luna_monitoring.buffer import Buffer
+from luna_monitoring.point import LineEncoder, Point
+from luna_monitoring.settings import Settings
+from luna_monitoring.storages import make_storage
+from luna_monitoring.writer import Writer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from servers import InfluxDB1, VictoriaMetrics, free_port, unique_name
+
+BENCH_CPU, DB_CPU = 0, 1
+CHUNK = 1000
+TAGS = {"service": "luna-remote-sdk", "route": "POST:/sdk", "status_code": "200"}
+
+
+def make_points(series: str, start: int, count: int, base_ns: int) -> list[Point]:
+    """``count`` request-like points numbered from ``start``."""
+    return [
+        Point(
+            series,
+            base_ns + i * 1000,
+            TAGS,
+            {"request_id": f"1700000000,{i:036d}", "execution_time": 0.0123 + i % 97 / 1e4},
+        )
+        for i in range(start, start + count)
+    ]
+
+
+class Pinned:
+    """Mixin: run the server process on ``DB_CPU``."""
+
+    def _command(self) -> list[str]:
+        return ["taskset", "-c", str(DB_CPU), *super()._command()]
+
+
+class PinnedVictoria(Pinned, VictoriaMetrics):
+    pass
+
+
+class PinnedInflux(Pinned, InfluxDB1):
+    pass
+
+
+class WriteApiAsyncStorage:
+    """influxdb-client's ``WriteApiAsync`` with ``enable_gzip=True`` as a ``Storage``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: InfluxDBClientAsync | None = None
+
+    async def write(self, body: bytes) -> None:
+        if self._client is None:
+            self._client = InfluxDBClientAsync(
+                url=self._settings.url, token="t", org="o", enable_gzip=True
+            )
+        await self._client.write_api().write(bucket="b", org="o", record=body)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+async def _produce(writer: Writer, series: str, n: int) -> None:
+    base_ns = time.time_ns()
+    high_water = 4 * writer.settings.batch_size
+    produced = 0
+    while produced < n:
+        if writer.stats["points_buffered"] > high_water:
+            await asyncio.sleep(0.001)
+            continue
+        for point in make_points(series, produced, CHUNK, base_ns):
+            writer.append(point)
+        produced += CHUNK
+        await asyncio.sleep(0)
+
+
+def run_writer(settings: Settings, series: str, n: int, async_api: bool = False) -> float:
+    """Seconds to deliver ``n`` points with ``Writer``."""
+
+    async def main() -> float:
+        storage = WriteApiAsyncStorage(settings) if async_api else make_storage(settings)
+        writer = Writer(settings, storage)
+        await writer.start()
+        began = time.perf_counter()
+        await _produce(writer, series, n)
+        assert await writer.flush()
+        seconds = time.perf_counter() - began
+        await writer.stop()
+        assert writer.stats["points_written"] == n, writer.stats
+        return seconds
+
+    return asyncio.run(main())
+
+
+def run_write_api(url: str, series: str, n: int, as_lines: bool) -> float:
+    """Seconds to deliver ``n`` points with influxdb-client's batching ``WriteApi``."""
+    base_ns = time.time_ns()
+    encoder = LineEncoder()
+    options = WriteOptions(batch_size=5000, flush_interval=1000)
+    with InfluxDBClient(url=url, token="t", org="o", enable_gzip=True) as client:
+        write_api = client.write_api(write_options=options)
+        began = time.perf_counter()
+        for start in range(0, n, CHUNK):
+            points = make_points(series, start, CHUNK, base_ns)
+            if as_lines:
+                records: list[Any] = encoder.encode_lines(points)
+            else:
+                records = [
+                    {"measurement": p.series, "tags": p.tags, "fields": p.fields, "time": p.time_ns}
+                    for p in points
+                ]
+            write_api.write(bucket="b", record=records)
+        write_api.close()
+        return time.perf_counter() - began
+
+
+def throughput(n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Points/s of every variant on both databases, alternating, ``rounds`` times."""
+    results: dict[str, dict[str, list[float]]] = {"VictoriaMetrics": {}, "InfluxDB 1.6": {}}
+    with PinnedVictoria() as vm, PinnedInflux() as influx:
+        influx.create_database("bench")
+        v2 = Settings.from_config({"port": vm.port, "token": "t", "organization": "o"})
+        v1 = Settings.from_config({"version": 1, "port": influx.port, "database": "bench"})
+
+        def on_vm(run: Callable[[str], float]) -> Callable[[], float]:
+            def variant() -> float:
+                series = unique_name("bench")
+                result = run(series)
+                assert vm.count_points(series, "execution_time") == n
+                return result
+
+            return variant
+
+        def on_influx() -> float:
+            series = unique_name("bench")
+            result = run_writer(v1, series, n)
+            assert influx.count("bench", series) == n
+            return result
+
+        variants: dict[tuple[str, str], Callable[[], float]] = {
+            ("VictoriaMetrics", "writer"): on_vm(lambda s: run_writer(v2, s, n)),
+            ("VictoriaMetrics", "writer+WriteApiAsync"): on_vm(
+                lambda s: run_writer(v2, s, n, async_api=True)
+            ),
+            ("VictoriaMetrics", "WriteApi(dict)"): on_vm(
+                lambda s: run_write_api(vm.url, s, n, as_lines=False)
+            ),
+            ("VictoriaMetrics", "WriteApi(line)"): on_vm(
+                lambda s: run_write_api(vm.url, s, n, as_lines=True)
+            ),
+            ("InfluxDB 1.6", "writer"): on_influx,
+        }
+        for round_no in range(rounds):
+            order = list(variants.items())
+            if round_no % 2:
+                order.reverse()
+            for (db, name), variant in order:
+                rate = n / variant()
+                results[db].setdefault(name, []).append(rate)
+                print(
+                    f"  round {round_no + 1} {db:16} {name:22} {rate:10,.0f} points/s", flush=True
+                )
+    return results
+
+
+def outage_child(seconds: float, rate: int) -> None:
+    """Run in a fresh process: RSS growth of a Writer whose database is unreachable."""
+
+    def rss_mib() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    async def main() -> dict:
+        # Defaults but for the shutdown bound, which only shortens the end of the run.
+        settings = Settings.from_config(
+            {"version": 1, "port": free_port(), "shutdown_timeout_s": 0.1}
+        )
+        writer = Writer(settings, make_storage(settings))
+        await writer.start()
+        per_tick = rate // 100
+        began = time.monotonic()
+        base_ns = time.time_ns()
+        produced, start_rss, peak = 0, None, 0.0
+        while (elapsed := time.monotonic() - began) < seconds:
+            for point in make_points("requests", produced, per_tick, base_ns):
+                writer.append(point)
+            produced += per_tick
+            if start_rss is None and elapsed >= 1.0:
+                start_rss = rss_mib()
+            peak = max(peak, rss_mib())
+            await asyncio.sleep(max(0.0, began + produced / rate - time.monotonic()))
+        stats = writer.stats
+        await writer.stop()
+        return {"start_mib": start_rss, "peak_mib": peak, "produced": produced, **stats}
+
+    print(json.dumps(asyncio.run(main())))
+
+
+def outage(seconds: float, rate: int) -> dict:
+    """:func:`outage_child` in a fresh interpreter pinned to ``BENCH_CPU``."""
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            str(BENCH_CPU),
+            sys.executable,
+            __file__,
+            "--outage-child",
+            "--outage-s",
+            str(seconds),
+            "--outage-rate",
+            str(rate),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def append_cost_ns() -> dict[str, float]:
+    """ns per call: the bound ``deque.append`` against a closure that also checks the length."""
+    buffer: deque = deque()
+    bound = buffer.append
+    limit = 5000
+    wake: list[int] = []
+
+    def checking(point: object) -> None:
+        bound(point)
+        if len(buffer) >= limit:
+            wake.append(1)
+
+    point = make_points("m", 0, 1, 0)[0]
+    costs = {}
+    for name, fn in (("deque.append", bound), ("closure+len check", checking)):
+        runs = []
+        for _ in range(5):
+            buffer.clear()
+            runs.append(timeit(lambda fn=fn: fn(point), number=200_000) / 200_000 * 1e9)
+        costs[name] = min(runs)
+    return costs
+
+
+def batch_loop_cost_ms(batch_size: int = 5000) -> dict[str, float]:
+    """ms of event-loop CPU to turn one full batch of buffered lines into a request body."""
+    buffer = Buffer(batch_size)
+    buffer.add(make_points("requests", 0, batch_size, time.time_ns()))
+
+    def body() -> bytes:
+        data, _ = buffer.begin(batch_size)
+        buffer.keep()
+        return data
+
+    variants = {
+        "writer (gzip in a thread)": body,
+        "WriteApiAsync enable_gzip=True": lambda: gzip.compress(body()),
+    }
+    return {name: min(repeat(fn, number=5, repeat=5)) / 5 * 1e3 for name, fn in variants.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--outage-s", type=float, default=30.0)
+    parser.add_argument("--outage-rate", type=int, default=5000)
+    parser.add_argument("--outage-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.outage_child:
+        outage_child(args.outage_s, args.outage_rate)
+        return
+    os.sched_setaffinity(0, {BENCH_CPU})
+
+    print("request-path append, ns per call:")
+    for name, cost in append_cost_ns().items():
+        print(f"  {name:20} {cost:6.1f}")
+
+    print("event-loop CPU per 5000-line batch, ms:")
+    for name, cost in batch_loop_cost_ms().items():
+        print(f"  {name:32} {cost:6.1f}")
+
+    print(f"throughput, {args.points:,} points, {args.rounds} alternating rounds:")
+    results = throughput(args.points, args.rounds)
+    print("medians:")
+    for db, variants in results.items():
+        for name, rates in variants.items():
+            ratio = statistics.median(w / r for w, r in zip(variants["writer"], rates, strict=True))
+            print(
+                f"  {db:16} {name:22} {statistics.median(rates):10,.0f} points/s   "
+                f"writer x{ratio:4.2f} (median of per-round ratios)"
+            )
+
+    print(f"outage: {args.outage_rate} points/s for {args.outage_s:g} s, default settings:")
+    memory = outage(args.outage_s, args.outage_rate)
+    print(
+        f"  RSS {memory['start_mib']:.1f} MiB at 1 s, peak {memory['peak_mib']:.1f} MiB: "
+        f"growth {memory['peak_mib'] - memory['start_mib']:.1f} MiB; "
+        f"{memory['produced']:,} points, {memory['points_buffered']:,} buffered, "
+        f"{memory['points_dropped']:,} dropped"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""``python -m luna_monitoring check``: write one point with a config and say what is wrong.
+
+The point is ``monitoring_check,service=<service> ok=1i`` and goes through the same storage
+the extension uses. The outcome is one line: ``OK: ...`` or ``FAIL: ...`` naming the cause
+(bad config, unreachable, timeout, 401/403, missing bucket or database, other status).
+Secrets never appear in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .clock import UniqueClock
+from .envconfig import config_from_env
+from .point import LineEncoder, Point, join_lines
+from .settings import SECRET_KEYS, MonitoringConfigError, Settings
+from .storages import WriteError, make_storage
+
+CHECK_SERIES = "monitoring_check"
+"""Measurement of the check point (no dashboard reads it)."""
+
+
+class CheckFailed(Exception):
+    """The check failed; the message is the one line to show (without secrets)."""
+
+
+def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> Any:
+    """The ``MONITORING`` dict from a JSON file, or from the environment when ``path`` is None.
+
+    The file holds the ``MONITORING`` dict itself or an object with a ``MONITORING`` key.
+    """
+    if path is None:
+        try:
+            return config_from_env(environ)
+        except MonitoringConfigError as exc:
+            raise CheckFailed(f"bad config: {exc}") from None
+    try:
+        config = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise CheckFailed(f"cannot read config file {path!r}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CheckFailed(f"config file {path!r} is not valid JSON: {exc}") from None
+    if isinstance(config, dict) and isinstance(config.get("MONITORING"), dict):
+        config = config["MONITORING"]
+    return config
+
+
+def explain(exc: WriteError, settings: Settings) -> str:
+    """What a failed write means for the user, in one line."""
+    status, message = exc.status, exc.message
+    v2 = settings.version == 2
+    if status is None:
+        return f"cannot reach {settings.url}: {message}"
+    if status == 401:
+        return f"authentication failed (401): check the {'token' if v2 else 'username/password'}"
+    if status == 403:
+        where = f"bucket {settings.bucket!r}" if v2 else f"database {settings.database!r}"
+        return f"not allowed to write (403) to {where}"
+    if status == 404 and v2 and "page not found" in message:
+        return (
+            f"no /api/v2/write at {settings.url} (404): for InfluxDB 1.x before 1.8 use version 1"
+        )
+    if status == 404 and v2:
+        return (
+            f"bucket {settings.bucket!r} or organization {settings.organization!r} "
+            f"not found (404): {message}"
+        )
+    if status == 404:
+        return f"database {settings.database!r} not found (404): create it first"
+    return f"InfluxDB answered {status}: {message}"
+
+
+async def check(settings: Settings) -> str:
+    """Write one check point; return the success line or raise :class:`CheckFailed`."""
+    point = Point(CHECK_SERIES, UniqueClock().now_ns(), {"service": settings.service}, {"ok": 1})
+    storage = make_storage(settings)
+    try:
+        await storage.write(join_lines(LineEncoder().encode_lines([point])))
+    except WriteError as exc:
+        raise CheckFailed(explain(exc, settings)) from None
+    finally:
+        await storage.close()
+    return f"wrote 1 point ({CHECK_SERIES}) to {settings.target}"
+
+
+def _hide(line: str, config: Any) -> str:
+    if isinstance(config, Mapping):
+        for key in SECRET_KEYS:
+            secret = config.get(key)
+            if isinstance(secret, str) and secret:
+                line = line.replace(secret, "<hidden>")
+    return line
+
+
+def run_check(path: str | None, environ: Mapping[str, str] | None = None) -> tuple[bool, str]:
+    """Run the whole check; return ``(ok, the line to print)``.
+
+    >>> run_check("monitoring.json")
+    (True, "OK: wrote 1 point (monitoring_check) to InfluxDB v2 at http://..., bucket 'b'")
+    """
+    config: Any = None
+    try:
+        config = load_config(path, environ)
+        try:
+            settings = Settings.from_config(config)
+        except MonitoringConfigError as exc:
+            raise CheckFailed(f"bad config: {exc}") from None
+        line = "OK: " + asyncio.run(check(settings))
+    except CheckFailed as exc:
+        return False, _hide(f"FAIL: {exc}", config)
+    return True, _hide(line, config)

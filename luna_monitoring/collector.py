@@ -1,0 +1,347 @@
+"""SDK estimations: ``monitored_estimation``, ``current_collector`` and the collector.
+
+A decorated handler gets its own :class:`EstimationCollector` in a context variable, so the
+handler, the tasks it creates and its ``asyncio.to_thread`` calls record into it and never
+into another request's (``loop.run_in_executor`` does not copy the context: there the
+collector records nothing). Every call is validated at once (``ValueError``), stamped with
+the worker's unique clock at its start and timed with ``perf_counter``. When the handler
+returns or raises, the request's points are appended to the writer's buffer; a block that
+raises records nothing, and what is recorded after the handler has finished is dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sanic import Request
+
+from .point import Point
+from .schema import (
+    ESTIMATOR_SERIES,
+    INT64_MAX,
+    INT64_MIN,
+    SERIES,
+    USAGE_ESTIMATORS,
+    Kind,
+    get_series,
+)
+
+if TYPE_CHECKING:
+    from contextvars import Token
+
+    from .runtime import Monitoring
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+# Tags of each estimator series besides batch_size: descriptor_version, mode or none.
+_EXTRA_TAGS: Mapping[str, frozenset[str]] = {
+    name: frozenset(SERIES[name].tags) - {"batch_size"} for name in ESTIMATOR_SERIES
+}
+_PLAIN_ESTIMATORS = frozenset(name for name, extra in _EXTRA_TAGS.items() if not extra)
+# Fields whose values take the fast path: exactly their declared int or float type.
+_NUMERIC_FIELDS: Mapping[str, Mapping[str, type]] = {
+    name: {key: kind for key, kind in SERIES[name].fields.items() if kind in (int, float)}
+    for name in (*ESTIMATOR_SERIES, "image_load")
+}
+_USAGE_FIELDS: Mapping[str, str] = {name: f"{name}_usages" for name in USAGE_ESTIMATORS}
+_IMAGE_LOAD = SERIES["image_load"]
+_new_point = tuple.__new__  # Point(...) without NamedTuple's slower Python-level __new__
+
+
+def _estimator_tags(series: str, batch_size: Any, tags: dict[str, Any], service: str) -> dict:
+    """The tags of an estimator point; ``ValueError`` on an unknown series or a bad tag."""
+    extra = _EXTRA_TAGS.get(series)
+    if extra is not None and type(batch_size) is int and len(tags) == len(extra):
+        result = {"service": service, "batch_size": str(batch_size)}
+        for key, value in tags.items():
+            kind = type(value)
+            if key not in extra or kind not in (str, int):
+                break
+            result[key] = value if kind is str else str(value)
+        else:
+            return result
+    checked = get_series(series, kind=Kind.ESTIMATOR).check_tags({"batch_size": batch_size, **tags})
+    checked["service"] = service
+    return checked
+
+
+def _checked_fields(series: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` checked against ``series``; converted (and ``None``/NaN/inf dropped) if needed."""
+    types = _NUMERIC_FIELDS[series]
+    for key, value in fields.items():
+        # One comparison checks both the int64 range of ints and the finiteness of floats.
+        if type(value) is not types.get(key) or not INT64_MIN <= value <= INT64_MAX:
+            return SERIES[series].check_fields(fields)
+    return fields
+
+
+class Timing:
+    """Context manager of one estimation or image load: times its block into
+    ``execution_time``; :meth:`set` adds the series' other fields.
+
+    >>> with collector.estimation("face_detection", batch_size=1) as est:
+    ...     est.set(detection_count=2)
+    """
+
+    __slots__ = ("_clock", "_fields", "_series", "_sink", "_start", "_tags", "_time_ns")
+
+    def __init__(
+        self, sink: list[Point], clock: Callable[[], int], series: str, tags: dict[str, str]
+    ) -> None:
+        self._sink = sink
+        self._clock = clock
+        self._series = series
+        self._tags = tags
+        self._fields: dict[str, Any] | None = None
+
+    def set(self, **fields: Any) -> None:
+        """Add fields of the series inside the block; ``ValueError`` on an unknown field or a
+        wrong type. An ``execution_time`` given here replaces the measured one."""
+        checked = _checked_fields(self._series, fields)
+        if self._fields is None:
+            self._fields = checked
+        else:
+            self._fields.update(checked)
+
+    def __enter__(self) -> Timing:
+        self._time_ns = self._clock()
+        self._start = perf_counter()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
+        elapsed = perf_counter() - self._start
+        if exc_type is None:
+            fields = self._fields
+            if fields is None:
+                fields = {"execution_time": elapsed}
+            elif "execution_time" not in fields:
+                fields["execution_time"] = elapsed
+            self._sink.append(_new_point(Point, (self._series, self._time_ns, self._tags, fields)))
+
+
+class EstimationCollector:
+    """What one request records: image loads, estimations and estimator usages.
+
+    Obtained from :func:`current_collector` inside a handler decorated with
+    :func:`monitored_estimation`; every method raises ``ValueError`` at the call site when
+    misused, naming the valid choices.
+    """
+
+    __slots__ = ("_clock", "_estimations", "_images", "_service", "_start_ns", "_usages")
+
+    def __init__(self, clock: Callable[[], int], service: str) -> None:
+        self._clock = clock
+        self._service = service
+        self._start_ns = clock()
+        self._images: list[Point] = []
+        self._estimations: list[Point] = []
+        self._usages: dict[str, int] | None = None
+
+    def estimation(self, series: str, *, batch_size: int, **tags: Any) -> Timing:
+        """Time the ``with`` block as one estimation of ``series``.
+
+        ``descriptor_version`` (descriptor series) and ``mode`` (``deepfake``) are tags:
+
+        >>> with collector.estimation("face_descriptor", batch_size=4, descriptor_version=59):
+        ...     extract(warps)
+        """
+        if tags or type(batch_size) is not int or series not in _PLAIN_ESTIMATORS:
+            tag_values = _estimator_tags(series, batch_size, tags, self._service)
+        else:  # the common case, kept inline
+            tag_values = {"service": self._service, "batch_size": str(batch_size)}
+        return Timing(self._estimations, self._clock, series, tag_values)
+
+    def record_estimation(
+        self, series: str, *, batch_size: int, execution_time: float, **tags_and_fields: Any
+    ) -> None:
+        """Record an estimation timed elsewhere; it started ``execution_time`` seconds ago.
+
+        Keyword arguments are tags or fields as the series declares them. The timestamp is
+        the worker clock's now minus ``execution_time``: unique unless another point of the
+        same series and tags started at that very nanosecond, which only a coincidence makes.
+
+        >>> collector.record_estimation("face_detection", batch_size=2, execution_time=0.012,
+        ...                             detection_count=3)
+        """
+        extra = _EXTRA_TAGS.get(series)
+        if extra is None:
+            get_series(series, kind=Kind.ESTIMATOR)  # raises, naming the valid series
+        tags = {key: tags_and_fields.pop(key) for key in extra if key in tags_and_fields}
+        tag_values = _estimator_tags(series, batch_size, tags, self._service)
+        tags_and_fields["execution_time"] = execution_time
+        fields = _checked_fields(series, tags_and_fields)
+        seconds = fields.get("execution_time")
+        if seconds is None or seconds < 0:
+            raise ValueError(
+                f"{series}: execution_time must be a finite number >= 0, got {execution_time!r}"
+            )
+        start_ns = self._clock() - round(seconds * 1e9)
+        self._estimations.append(_new_point(Point, (series, start_ns, tag_values, fields)))
+
+    def image_load(self, *, format: str, exif: bool, autorotated: bool) -> Timing:
+        """Time the ``with`` block as one image load; ``.set(size=, height=, width=)``.
+
+        >>> with collector.image_load(format="JPEG", exif=True, autorotated=False) as load:
+        ...     load.set(size=len(body), height=image.height, width=image.width)
+        """
+        tags = _IMAGE_LOAD.check_tags({"format": format, "exif": exif, "autorotated": autorotated})
+        tags["service"] = self._service
+        return Timing(self._images, self._clock, "image_load", tags)
+
+    def add_usage(self, estimator: str, count: int = 1) -> None:
+        """Count ``count`` uses of ``estimator`` (a ``*_usages`` field name without ``_usages``).
+
+        >>> collector.add_usage("face_detector", 2)
+        """
+        field = _USAGE_FIELDS.get(estimator)
+        if field is None:
+            raise ValueError(
+                f"unknown estimator {estimator!r}; valid estimators: {', '.join(_USAGE_FIELDS)}"
+            )
+        if type(count) is not int or not 0 <= count <= INT64_MAX:
+            raise ValueError(f"usage count of {estimator!r} must be an int >= 0, got {count!r}")
+        if self._usages is None:
+            self._usages = dict.fromkeys(_USAGE_FIELDS.values(), 0)
+        self._usages[field] += count
+
+    def points(self, execution_time: float) -> list[Point]:
+        """The request's points, or none if nothing was recorded.
+
+        ``sdkloop_task`` (lasting ``execution_time`` seconds), the image loads, the
+        estimations and ``usages_statistic`` with all usage counts.
+        """
+        if not (self._images or self._estimations or self._usages is not None):
+            return []
+        service = self._service
+        task_tags = {"service": service, "image_count": str(len(self._images))}
+        usages = self._usages or dict.fromkeys(_USAGE_FIELDS.values(), 0)
+        return [
+            Point("sdkloop_task", self._start_ns, task_tags, {"execution_time": execution_time}),
+            *self._images,
+            *self._estimations,
+            Point("usages_statistic", self._start_ns, {"service": service}, usages),
+        ]
+
+
+class _NullTiming(Timing):
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        pass
+
+    def set(self, **fields: Any) -> None:
+        pass
+
+    def __enter__(self) -> Timing:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        pass
+
+
+_NULL_TIMING = _NullTiming()
+
+
+class _NullCollector(EstimationCollector):
+    """The collector outside decorated handlers: accepts every call and records nothing."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        pass
+
+    def estimation(self, *args: Any, **kwargs: Any) -> Timing:
+        return _NULL_TIMING
+
+    def record_estimation(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def image_load(self, *args: Any, **kwargs: Any) -> Timing:
+        return _NULL_TIMING
+
+    def add_usage(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def points(self, execution_time: float) -> list[Point]:
+        return []
+
+
+_NULL_COLLECTOR = _NullCollector()
+_CURRENT: ContextVar[EstimationCollector] = ContextVar("luna_monitoring_collector")
+
+
+def current_collector() -> EstimationCollector:
+    """The collector of the decorated handler running now, else one that records nothing.
+
+    >>> current_collector().add_usage("face_detector")
+    """
+    return _CURRENT.get(_NULL_COLLECTOR)
+
+
+def _monitoring(args: tuple) -> Monitoring | None:
+    """``app.ctx.monitoring`` of the request among ``args``; ``None`` when monitoring is off."""
+    for arg in args:
+        if isinstance(arg, Request):
+            return getattr(arg.app.ctx, "monitoring", None)
+    return None
+
+
+def monitored_estimation(handler: Handler) -> Handler:
+    """Give a Sanic handler (sync or async) its own :class:`EstimationCollector`.
+
+    When the handler returns or raises, what it recorded is emitted: ``sdkloop_task``, its
+    ``image_load`` and estimator points and ``usages_statistic``; nothing if it recorded
+    nothing or monitoring is off.
+
+    >>> @app.post("/sdk")
+    ... @monitored_estimation
+    ... async def sdk(request): ...
+    """
+    if inspect.iscoroutinefunction(handler):
+
+        @functools.wraps(handler)
+        async def monitored(*args: Any, **kwargs: Any) -> Any:
+            monitoring = _monitoring(args)
+            if monitoring is None:
+                return await handler(*args, **kwargs)
+            collector = EstimationCollector(monitoring.clock.now_ns, monitoring.settings.service)
+            token = _CURRENT.set(collector)
+            start = perf_counter()
+            try:
+                return await handler(*args, **kwargs)
+            finally:
+                _finish(monitoring, collector, perf_counter() - start, token)
+
+    else:
+
+        @functools.wraps(handler)
+        def monitored(*args: Any, **kwargs: Any) -> Any:
+            monitoring = _monitoring(args)
+            if monitoring is None:
+                return handler(*args, **kwargs)
+            collector = EstimationCollector(monitoring.clock.now_ns, monitoring.settings.service)
+            token = _CURRENT.set(collector)
+            start = perf_counter()
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                _finish(monitoring, collector, perf_counter() - start, token)
+
+    return monitored  # type: ignore[return-value]
+
+
+def _finish(
+    monitoring: Monitoring,
+    collector: EstimationCollector,
+    elapsed: float,
+    token: Token[EstimationCollector],
+) -> None:
+    _CURRENT.reset(token)
+    emit = monitoring.emit
+    for point in collector.points(elapsed):
+        emit(point)

@@ -1,0 +1,357 @@
+"""requests and errors points, read back from a real InfluxDB 1.x; add_request_tags/fields."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from sanic import Sanic
+from sanic.exceptions import SanicException
+from sanic.response import empty, json, text
+from servers import InfluxDatabase
+
+from luna_monitoring import add_request_fields, add_request_tags
+from luna_monitoring.request_id import is_request_id
+
+SERVICE = "luna-remote-sdk"
+HEADER = "LUNA-Request-Id"
+GIVEN_ID = "1700000000,6a5c2191-3e9b-f5a4-fa2b-c7bb3a6d2ad4"
+
+
+class LunaError(SanicException):
+    """A LUNA error: HTTP 400 with a platform error code."""
+
+    status_code = 400
+
+    def __init__(self, error_code: int) -> None:
+        super().__init__("luna error")
+        self.error_code = error_code
+
+
+def add_routes(app: Sanic) -> None:
+    """The routes every test app has."""
+
+    @app.get("/handlers/<handler_id>")
+    async def get_handler(request, handler_id):
+        return json({"handler_id": handler_id, "seen_id": request.ctx.request_id})
+
+    @app.get("/sleep")
+    async def sleep(request):
+        await asyncio.sleep(float(request.args.get("s", "0")))
+        return empty()
+
+    @app.get("/crash")
+    async def crash(request):
+        raise RuntimeError("unhandled")
+
+    @app.get("/luna_error")
+    async def luna_error(request):
+        raise LunaError(11021)
+
+    @app.get("/json_error")
+    async def json_error(request):
+        code = request.args.get("code", "7")
+        return json({"error_code": int(code) if code.isdigit() else code}, status=422)
+
+    @app.get("/text_error")
+    async def text_error(request):
+        return text('{"error_code": 5}', status=400)
+
+    @app.get("/stream")
+    async def stream(request):
+        response = await request.respond(content_type="text/plain")
+        for chunk in range(3):
+            await asyncio.sleep(0.05)
+            await response.send(f"{chunk}\n")
+        await response.eof()
+
+    @app.post("/sdk")
+    async def sdk(request):
+        add_request_tags(request, account="a1", api_version=6)
+        add_request_fields(
+            request, load_images_for_processing_time=2, images=3, cached=True, note="x"
+        )
+        add_request_fields(request, skipped=None, nan_time=float("nan"))
+        return json({})
+
+    @app.get("/health")
+    async def health(request):
+        return text("ok")
+
+
+Served = Callable[..., Awaitable[tuple[Sanic, httpx.AsyncClient]]]
+
+
+@pytest.fixture
+async def served(make_app, serve_app) -> Any:
+    """``await served(**monitoring)`` -> (app, client) of a running app with add_routes."""
+    clients = []
+
+    async def factory(**monitoring: Any) -> tuple[Sanic, httpx.AsyncClient]:
+        app = make_app(**monitoring)
+        add_routes(app)
+        client = httpx.AsyncClient(base_url=await serve_app(app), timeout=10)
+        clients.append(client)
+        return app, client
+
+    yield factory
+    for client in clients:
+        await client.aclose()
+
+
+async def stored(app: Sanic, db: InfluxDatabase, measurement: str) -> list[dict]:
+    """Flush the app's buffer; every stored point of ``measurement``, oldest first."""
+    assert await app.ctx.monitoring.flush()
+    return db.query(f'SELECT * FROM "{measurement}"')
+
+
+def field_types(db: InfluxDatabase, measurement: str) -> dict[str, str]:
+    return {
+        r["fieldKey"]: r["fieldType"] for r in db.query(f'SHOW FIELD KEYS FROM "{measurement}"')
+    }
+
+
+def tag_keys(db: InfluxDatabase, measurement: str) -> set[str]:
+    return {row["tagKey"] for row in db.query(f'SHOW TAG KEYS FROM "{measurement}"')}
+
+
+class TestRequestsPoint:
+    async def test_route_is_the_template_with_status_and_fields(self, served, influx_db):
+        app, client = await served()
+        before = time.time_ns()
+        response = await client.get("/handlers/abc")
+        [point] = await stored(app, influx_db, "requests")
+        assert response.status_code == 200
+        assert (point["service"], point["route"], point["status_code"]) == (
+            SERVICE,
+            "GET:/handlers/<handler_id>",
+            "200",
+        )
+        assert point["request_id"] == response.headers[HEADER] == response.json()["seen_id"]
+        assert 0 < point["execution_time"] < 1
+        assert before <= point["time"] <= time.time_ns()
+        assert tag_keys(influx_db, "requests") == {"service", "route", "status_code"}
+        assert field_types(influx_db, "requests") == {
+            "execution_time": "float",
+            "request_id": "string",
+        }
+
+    async def test_time_is_the_start_and_execution_time_the_duration(self, served, influx_db):
+        app, client = await served()
+        before = time.time_ns()
+        await client.get("/sleep", params={"s": "0.3"})
+        [point] = await stored(app, influx_db, "requests")
+        assert before <= point["time"] <= before + 200_000_000
+        assert 0.3 <= point["execution_time"] < 2
+
+    async def test_success_emits_no_errors_point(self, served, influx_db):
+        app, client = await served()
+        await client.get("/handlers/1")
+        assert len(await stored(app, influx_db, "requests")) == 1
+        assert influx_db.count("errors") == 0
+
+    async def test_head_request_has_its_own_route(self, served, influx_db):
+        app, client = await served()
+        response = await client.head("/handlers/abc")
+        [point] = await stored(app, influx_db, "requests")
+        assert (response.status_code, point["route"], point["status_code"]) == (
+            200,
+            "HEAD:/handlers/<handler_id>",
+            "200",
+        )
+        assert point["request_id"] == response.headers[HEADER]
+
+    async def test_streamed_response_emits_one_point_timed_to_its_start(self, served, influx_db):
+        app, client = await served()
+        response = await client.get("/stream")
+        [point] = await stored(app, influx_db, "requests")
+        assert response.text == "0\n1\n2\n"
+        assert (point["route"], point["status_code"]) == ("GET:/stream", "200")
+        assert point["request_id"] == response.headers[HEADER]
+        assert point["execution_time"] < 0.15  # the stream itself takes 0.15 s
+
+    async def test_excluded_routes_emit_nothing_but_keep_the_request_id(self, served, influx_db):
+        app, client = await served(excluded_routes=["^GET:/health$", "unmatched"])
+        health = await client.get("/health")
+        await client.get("/health")
+        await client.get("/nowhere")
+        await client.get("/handlers/1")
+        [point] = await stored(app, influx_db, "requests")
+        assert point["route"] == "GET:/handlers/<handler_id>"
+        assert influx_db.count("errors") == 0
+        assert is_request_id(health.headers[HEADER])
+
+    async def test_thousand_concurrent_requests_store_thousand_points(self, served, influx_db):
+        app, client = await served()
+        url = f"{client.base_url}/handlers/same"
+
+        async def get(session: aiohttp.ClientSession) -> tuple[int, str]:
+            async with session.get(url) as response:
+                return response.status, response.headers[HEADER]
+
+        connector = aiohttp.TCPConnector(limit=100)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(get(session) for _ in range(1000))), 60
+            )
+        points = await stored(app, influx_db, "requests")
+        assert {status for status, _ in answers} == {200}
+        assert len(points) == 1000
+        assert {p["request_id"] for p in points} == {request_id for _, request_id in answers}
+
+
+class TestErrorsPoint:
+    async def test_unhandled_exception_is_500_with_error_code_0(self, served, influx_db):
+        app, client = await served()
+        response = await client.get("/crash")
+        [request] = await stored(app, influx_db, "requests")
+        [error] = await stored(app, influx_db, "errors")
+        assert response.status_code == 500
+        assert (request["route"], request["status_code"]) == ("GET:/crash", "500")
+        assert {k: error[k] for k in ("service", "route", "status_code", "error_code")} == {
+            "service": SERVICE,
+            "route": "GET:/crash",
+            "status_code": "500",
+            "error_code": "0",
+        }
+        assert error["request_id"] == request["request_id"] == response.headers[HEADER]
+        assert error["time"] == request["time"]
+        assert tag_keys(influx_db, "errors") == {"service", "route", "status_code", "error_code"}
+        assert field_types(influx_db, "errors") == {"request_id": "string"}
+
+    async def test_error_code_attribute_of_the_exception(self, served, influx_db):
+        app, client = await served()
+        response = await client.get("/luna_error")
+        [error] = await stored(app, influx_db, "errors")
+        assert (response.status_code, error["status_code"], error["error_code"]) == (
+            400,
+            "400",
+            "11021",
+        )
+
+    @pytest.mark.parametrize(("code", "expected"), [("7", "7"), ("seven", "0")])
+    async def test_integer_error_code_of_a_json_body(self, served, influx_db, code, expected):
+        app, client = await served()
+        await client.get("/json_error", params={"code": code})
+        [error] = await stored(app, influx_db, "errors")
+        assert (error["route"], error["status_code"], error["error_code"]) == (
+            "GET:/json_error",
+            "422",
+            expected,
+        )
+
+    async def test_a_body_that_is_not_json_is_not_read(self, served, influx_db):
+        app, client = await served()
+        await client.get("/text_error")
+        [error] = await stored(app, influx_db, "errors")
+        assert (error["status_code"], error["error_code"]) == ("400", "0")
+
+    async def test_unknown_path_is_unmatched_404(self, served, influx_db):
+        app, client = await served()
+        response = await client.post("/no/such/path/42")
+        [request] = await stored(app, influx_db, "requests")
+        [error] = await stored(app, influx_db, "errors")
+        assert response.status_code == 404
+        assert request["route"] == error["route"] == "POST:__unmatched__"
+        assert (error["status_code"], error["error_code"]) == ("404", "0")
+
+    async def test_wrong_method_uses_the_template_of_the_path(self, served, influx_db):
+        app, client = await served()
+        response = await client.delete("/handlers/abc")
+        [error] = await stored(app, influx_db, "errors")
+        assert response.status_code == 405
+        assert (error["route"], error["status_code"]) == ("DELETE:/handlers/<handler_id>", "405")
+
+    async def test_unknown_methods_and_bad_requests_are_other(self, served, influx_db):
+        app, client = await served()
+        port = client.base_url.port
+        for raw in (b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", b"garbage\r\n\r\n"):
+            await asyncio.to_thread(_exchange, port, raw)
+        errors = await stored(app, influx_db, "errors")
+        assert sorted((e["route"], e["status_code"]) for e in errors) == [
+            ("OTHER:__unmatched__", "400"),
+            ("OTHER:__unmatched__", "404"),
+        ]
+
+
+def _exchange(port: int, raw: bytes) -> bytes:
+    """Send raw bytes on a new connection; the response head."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(raw)
+        return sock.recv(65536).partition(b"\r\n\r\n")[0]
+
+
+class TestRequestId:
+    async def test_well_formed_incoming_id_is_kept(self, served, influx_db):
+        app, client = await served()
+        response = await client.get("/handlers/1", headers={HEADER: GIVEN_ID})
+        [point] = await stored(app, influx_db, "requests")
+        assert response.headers[HEADER] == response.json()["seen_id"] == GIVEN_ID
+        assert point["request_id"] == GIVEN_ID
+
+    async def test_malformed_incoming_id_is_replaced(self, served, influx_db):
+        app, client = await served()
+        before = int(time.time())
+        response = await client.get("/handlers/1", headers={HEADER: "not-an-id"})
+        [point] = await stored(app, influx_db, "requests")
+        made = response.headers[HEADER]
+        assert is_request_id(made) and point["request_id"] == made
+        assert before <= int(made.partition(",")[0]) <= time.time()
+
+    async def test_every_request_gets_its_own_id(self, served, influx_db):
+        _, client = await served()
+        ids = {(await client.get("/handlers/1")).headers[HEADER] for _ in range(20)}
+        assert len(ids) == 20
+
+
+class TestHandlerTagsAndFields:
+    async def test_added_tags_and_fields_land_on_the_requests_point(self, served, influx_db):
+        app, client = await served()
+        response = await client.post("/sdk")
+        [point] = await stored(app, influx_db, "requests")
+        assert response.status_code == 200
+        assert (point["route"], point["account"], point["api_version"]) == ("POST:/sdk", "a1", "6")
+        assert point["load_images_for_processing_time"] == 2.0
+        assert (point["images"], point["cached"], point["note"]) == (3, True, "x")
+        assert "skipped" not in point and "nan_time" not in point
+        assert field_types(influx_db, "requests") == {
+            "cached": "boolean",
+            "execution_time": "float",
+            "images": "integer",
+            "load_images_for_processing_time": "float",
+            "note": "string",
+            "request_id": "string",
+        }
+
+    @pytest.mark.parametrize(
+        ("add", "kwargs", "message"),
+        [
+            (add_request_tags, {"route": "x"}, "set by the monitoring"),
+            (add_request_tags, {"status_code": 200}, "set by the monitoring"),
+            (add_request_tags, {"account": None}, "must be str"),
+            (add_request_tags, {"account": ["a"]}, "must be str"),
+            (add_request_fields, {"request_id": "x"}, "set by the monitoring"),
+            (add_request_fields, {"execution_time": 1.0}, "set by the monitoring"),
+            (add_request_fields, {"load_images_for_processing_time": "1"}, "must be float"),
+            (add_request_fields, {"decode_time": True}, "must be float"),
+            (add_request_fields, {"blob": b"x"}, "must be bool, int, float or str"),
+            (add_request_fields, {"count": 2**63}, "int64"),
+        ],
+    )
+    def test_bad_names_and_values_raise(self, add, kwargs, message):
+        request = SimpleNamespace(ctx=SimpleNamespace())
+        with pytest.raises(ValueError, match=message):
+            add(request, **kwargs)
+
+    def test_unmonitored_request_is_left_alone(self):
+        request = SimpleNamespace(ctx=SimpleNamespace())
+        add_request_tags(request, account="a1")
+        add_request_fields(request, images=1)
+        assert vars(request.ctx) == {}

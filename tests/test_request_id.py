@@ -1,0 +1,79 @@
+"""LUNA request ids: which incoming ids are kept, what new ids look like."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from luna_monitoring.request_id import is_request_id, new_request_id, request_id_for
+
+UUID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"1700000000,{UUID}",
+        f"0,{UUID}",
+        f"1700000000,{UUID.upper()}",
+        "1536751345,6a5c2191-3e9b-f5a4-fa2b-c7bb3a6d2ad4",  # any UUID version, as LUNA sends
+    ],
+)
+def test_well_formed_ids_are_kept(value):
+    assert is_request_id(value)
+    assert request_id_for(value, 1800000000) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        UUID,
+        "1700000000",
+        f"1700000000, {UUID}",
+        f" 1700000000,{UUID}",
+        f"1700000000,{UUID}\n",
+        f"17000000000,{UUID}",  # 11 digits
+        f"-1,{UUID}",
+        f"1700000000,{UUID.replace('-', '')}",
+        f"1700000000,{UUID[:-1]}g",
+        f"1700000000;{UUID}",
+        f"\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660,{UUID}",  # Arabic digits
+    ],
+)
+def test_malformed_ids_are_replaced(value):
+    assert not is_request_id(value)
+    made = request_id_for(value, 1800000000)
+    assert made.startswith("1800000000,") and is_request_id(made)
+
+
+def test_missing_id_gets_a_new_one():
+    assert request_id_for(None, 1800000000).startswith("1800000000,")
+
+
+@given(st.integers(min_value=0, max_value=9_999_999_999))
+def test_new_ids_are_seconds_and_a_canonical_version_4_uuid(seconds):
+    made = new_request_id(seconds)
+    prefix, _, text = made.partition(",")
+    parsed = uuid.UUID(text)
+    assert prefix == str(seconds)
+    assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+    assert is_request_id(made)
+
+
+def test_new_ids_do_not_repeat():
+    assert len({new_request_id(1700000000) for _ in range(100_000)}) == 100_000
+
+
+def test_new_ids_use_all_random_bits():
+    """Every one of the 122 random bits of the UUID takes both values."""
+    values = [uuid.UUID(new_request_id(0)[2:]).int for _ in range(2000)]
+    ones = zeros = 0
+    for value in values:
+        ones |= value
+        zeros |= ~value
+    version_and_variant = (0xF << 76) | (0x3 << 62)
+    assert ones & zeros & (2**128 - 1) == (2**128 - 1) & ~version_and_variant
