@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from itertools import islice
 
-from .point import LineEncoder, Point
+from .point import LineEncoder, Point, join_lines
 
 
 class Buffer:
@@ -98,7 +98,7 @@ class Buffer:
         """The body of the oldest lines (at most ``limit``) and their count, now on the wire."""
         count = min(limit, len(self._lines))
         self._wire = count
-        return "\n".join(islice(self._lines, count)).encode(), count
+        return join_lines(islice(self._lines, count)), count
 
     def settle(self, written: int, rejected: int = 0) -> None:
         """The lines on the wire reached the server: ``written`` stored, ``rejected`` refused."""

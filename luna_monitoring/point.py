@@ -5,41 +5,36 @@ The encoder caches the escaped ``measurement,tags`` prefix of each distinct tag 
 ``key=`` text of each field key, so a steady stream of request points costs one dict lookup
 for its series and tags, one per field key and one ``orjson`` call per float.
 
+Escaping: ``,`` and space in names get a backslash, and so does ``=`` except in the
+measurement; ``"`` and ``\`` get one inside string field values. ("Names" are the
+measurement, tag keys, tag values and field keys.)
+
 What InfluxDB's parser cannot read back as written is changed, the same way every time:
 
-====================================  ===========================================  ==========
-Text                                  Written as                                   Where
-====================================  ===========================================  ==========
-line break (``\n``, ``\r``)           a space                                      names
-backslashes right before ``,`` ``=``  removed (InfluxDB would take the last one    names
-space ``"`` or at the end             for an escape; ``a\,b`` -> ``a,b``,
-                                      ``C:\dir\`` -> ``C:\dir``)
-leading tabs and NUL characters       removed (InfluxDB skips them)                measurement,
-                                                                                   field keys
-leading ``#`` (a comment line)        ``\#`` (stored as ``\#``, backslash kept)    measurement
-any other backslash                   kept as one backslash                        names
-``,`` and space                       ``\,`` and ``\ ``                            names
-``=``                                 ``\=``                                       keys, tag
-                                                                                   values
-``"`` and ``\``                       ``\"`` and ``\\`` inside ``"..."``           string
-                                                                                   values
-text that is not Unicode (a lone      ``?``                                        everywhere
-surrogate)
-====================================  ===========================================  ==========
+- Line breaks (``\n``, ``\r``) in names become spaces.
+- Backslashes right before ``,``, ``=``, space or ``"``, or at the end of a name, are removed:
+  InfluxDB would take the last of them for an escape (``a\,b`` -> ``a,b``, ``C:\dir\`` ->
+  ``C:\dir``).
+- Leading tabs and NUL characters of the measurement and of field keys are removed (InfluxDB
+  skips them).
+- A measurement that starts with ``#`` (which would make the line a comment) gets a backslash
+  before it; InfluxDB stores ``\#...``.
+- Text that is not Unicode (a lone surrogate) becomes ``?`` in :func:`join_lines`.
 
-"Names" are the measurement, tag keys, tag values and field keys. Other characters (tabs,
-quotes in names, ``#`` after the start, any non-ASCII text) are written as they are, and
-string field values keep every character.
+Everything else reads back from InfluxDB as it was written: other backslashes, tabs, quotes,
+``#`` and any non-ASCII text in names, and every character of string field values.
+(VictoriaMetrics reads two backslashes in a row in a name as one.)
 
-Values: ``str`` -> ``"..."``, ``int`` -> ``<n>i`` (int64 only), ``float`` -> shortest
-repr that reads back exactly, ``bool`` -> ``true``/``false``; subclasses of these are
-written as their base type. A field that is ``None``, NaN or ±inf, and a tag whose key or
-value is ``None`` or empty after the changes above, are left out. A point left without
-fields is not written and counted in ``points_without_fields``. A point is invalid, not
+Values: ``str`` -> ``"..."``, ``int`` -> ``<n>i`` (int64 only), ``float`` -> the shortest text
+that reads back exactly, ``bool`` -> ``true``/``false``; subclasses of these are written as
+their base type. Tags are sorted by key; an int, float or bool tag value is written as
+``str(value)``. A field that is ``None``, NaN or ±inf, and a tag whose value is ``None`` or
+whose key or value is empty after the changes above, are left out. A point left without
+fields is not written and is counted in ``points_without_fields``. A point is invalid, not
 written and counted in ``points_invalid`` when a field value has another type or an int is
-outside int64, a tag value is not str, int, float or bool, the time is not an int64, the
-measurement or a field key is empty after the changes, or two tag keys or two field keys
-become the same.
+outside int64, a tag value is not str, int, float or bool, the time is not an int InfluxDB
+accepts (int64 but the two lowest values and the highest), the measurement or a field key is
+empty after the changes, or two tag keys or two field keys become the same.
 """
 
 from __future__ import annotations
@@ -51,6 +46,9 @@ from typing import Any, NamedTuple
 from orjson import dumps as _dumps
 
 from .schema import INT64_MAX, INT64_MIN
+
+MIN_TIME_NS, MAX_TIME_NS = INT64_MIN + 2, INT64_MAX - 1
+"""The time range InfluxDB accepts."""
 
 
 class Point(NamedTuple):
@@ -143,47 +141,47 @@ class LineEncoder:
 
     def encode_lines(self, points: Iterable[Point | tuple]) -> list[str]:
         """The lines of all points that can be written, in order; the rest are counted."""
-        prefix_of = self._prefixes.get
-        key_of = self._field_keys.get
+        prefixes = self._prefixes
+        keys = self._field_keys
         lines: list[str] = []
         append = lines.append
-        # The fast path takes points whose tag set and field keys are cached and whose values
-        # have exactly the common types; every other point goes through _encode_point.
         for point in points:
+            # The common case inline: tag set and field keys cached, values of the exact
+            # base types. Anything else (a cache miss too) goes to _encode_point.
             try:
                 series, time_ns, tags, fields = point
-                prefix = prefix_of((series, *tags, *tags.values()))
-                if prefix is not None:
-                    text = None
-                    for name, value in fields.items():
-                        key = key_of(name)
-                        if key is None:
-                            break
-                        kind = type(value)
-                        if kind is float:
-                            if value - value:  # NaN or ±inf
-                                continue
-                            part = key + _dumps(value).decode()
-                        elif kind is str:
-                            if '"' in value or "\\" in value:
-                                value = value.translate(_STRING)
-                            part = f'{key}"{value}"'
-                        elif kind is int:
-                            if not INT64_MIN <= value <= INT64_MAX:
-                                break
-                            part = f"{key}{value}i"
-                        elif kind is bool:
-                            part = key + ("true" if value else "false")
-                        elif value is None:
+                line = prefixes[series, *tags, *tags.values()]
+                sep = " "  # before the first field, "," before the others
+                for name, value in fields.items():
+                    kind = type(value)
+                    if kind is float:
+                        if value - value:  # NaN or ±inf
                             continue
-                        else:
+                        line = f"{line}{sep}{keys[name]}{_dumps(value).decode()}"
+                    elif kind is str:
+                        if '"' in value or "\\" in value:
+                            value = value.translate(_STRING)
+                        line = f'{line}{sep}{keys[name]}"{value}"'
+                    elif kind is int:
+                        if not INT64_MIN <= value <= INT64_MAX:
                             break
-                        text = part if text is None else f"{text},{part}"
+                        line = f"{line}{sep}{keys[name]}{value}i"
+                    elif kind is bool:
+                        line = f"{line}{sep}{keys[name]}{'true' if value else 'false'}"
+                    elif value is None:
+                        continue
                     else:
-                        if text is not None and type(time_ns) is int:
-                            append(f"{prefix} {text} {time_ns}")
-                            continue
-            except (TypeError, ValueError, AttributeError):
+                        break
+                    sep = ","
+                else:
+                    if (
+                        sep == ","
+                        and type(time_ns) is int
+                        and MIN_TIME_NS <= time_ns <= MAX_TIME_NS
+                    ):
+                        append(f"{line} {time_ns}")
+                        continue
+            except (KeyError, TypeError, ValueError, AttributeError):
                 pass
             line = self._encode_point(point)
             if line is not None:
@@ -194,7 +192,7 @@ class LineEncoder:
         """Encode one point with every check, filling the caches; count what is skipped."""
         try:
             series, time_ns, tags, fields = point
-            if type(time_ns) is not int or not INT64_MIN <= time_ns <= INT64_MAX:
+            if type(time_ns) is not int or not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
                 raise _InvalidPoint
             prefix = self._prefix(series, tags)
             parts = {}
@@ -251,13 +249,13 @@ class LineEncoder:
         key = escape_field_key(name)
         if not key:
             raise _InvalidPoint
-        if _name(name).lstrip(_SKIPPED_AT_START) == name:
+        if key == name.translate(_KEY):  # nothing changed: no other name can become this key
             if len(self._field_keys) >= self._MAX_CACHED:
                 self._field_keys.clear()
             self._field_keys[name] = key + "="
         return key + "="
 
 
-def join_lines(lines: list[str]) -> bytes:
+def join_lines(lines: Iterable[str]) -> bytes:
     """A write request body from encoded lines (lone surrogates become ``?``)."""
     return "\n".join(lines).encode("utf-8", "replace")

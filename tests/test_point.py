@@ -9,13 +9,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from servers import InfluxDatabase, InfluxDB1, VictoriaMetrics, unique_name
 
-from luna_monitoring.point import LineEncoder, Point, join_lines
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+from luna_monitoring.point import MAX_TIME_NS, MIN_TIME_NS, LineEncoder, Point, join_lines
+from luna_monitoring.schema import INT64_MAX, INT64_MIN
 
 
 def encode(*points: Point) -> list[str]:
@@ -24,10 +23,16 @@ def encode(*points: Point) -> list[str]:
 
 
 def line(series: str = "m", tags: Mapping | None = None, fields: Mapping | None = None) -> str:
-    """The one line of a point at time 1 (fields default to ``f=1i``)."""
-    lines = encode(Point(series, 1, tags or {}, {"f": 1} if fields is None else fields))
-    assert len(lines) == 1, lines
-    return lines[0]
+    """The one line of a point at time 1 (fields default to ``f=1i``).
+
+    Encoded twice by one encoder: first with empty caches, then with its tag set and field
+    keys cached, which takes the inline path; both must agree.
+    """
+    encoder = LineEncoder()
+    point = Point(series, 1, tags or {}, {"f": 1} if fields is None else fields)
+    first, again = encoder.encode_lines([point]), encoder.encode_lines([point])
+    assert len(first) == 1 and again == first, (first, again)
+    return first[0]
 
 
 class TestMeasurement:
@@ -108,7 +113,7 @@ class TestNamesAll:
         )
 
     def test_other_backslashes_are_kept(self):
-        assert line("a\\b", {"\\\\k": "x\\\\y"}, {"f\\#": 1}) == (r"a\b,\\k=x\\y f\#=1i 1")
+        assert line("a\\b", {"\\\\k": "x\\\\y"}, {"f\\#": 1}) == r"a\b,\\k=x\\y f\#=1i 1"
 
     def test_tab_quote_and_non_ascii_text_are_written_as_they_are(self):
         assert line("é\t😀", {'ключ"': "値\t"}, {"ñ": 1}) == 'é\t😀,ключ"=値\t ñ=1i 1'
@@ -150,7 +155,10 @@ class TestFieldValues:
         assert line(fields={"t": True, "f": False}) == "m t=true,f=false 1"
 
     def test_none_nan_and_infinite_fields_are_left_out(self):
+        encoder = LineEncoder()
+        encoder.encode_lines([Point("m", 1, {}, dict.fromkeys("abcde", 0.5))])  # keys cached
         fields = {"a": None, "b": math.nan, "c": math.inf, "d": -math.inf, "e": 2}
+        assert encoder.encode_lines([Point("m", 2, {}, fields)]) == ["m e=2i 2"]
         assert line(fields=fields) == "m e=2i 1"
 
     def test_subclasses_are_written_as_their_base_type(self):
@@ -181,35 +189,42 @@ class TestSkippedPoints:
     @pytest.mark.parametrize(
         "point",
         [
-            Point("m", 1, {}, {"x": [1]}),
-            Point("m", 1, {}, {"x": b"bytes"}),
-            Point("m", 1, {}, {"x": 2**63}),
-            Point("m", 1, {}, {"x": -(2**63) - 1}),
+            Point("m", 1, {"t": "v"}, {"x": [1]}),
+            Point("m", 1, {"t": "v"}, {"x": b"bytes"}),
+            Point("m", 1, {"t": "v"}, {"x": 2**63}),
+            Point("m", 1, {"t": "v"}, {"x": -(2**63) - 1}),
             Point("m", 1, {"t": ["list"]}, {"x": 1}),
             Point("m", 1, {"t": object()}, {"x": 1}),
-            Point("m", 1.5, {}, {"x": 1}),
-            Point("m", "1", {}, {"x": 1}),
-            Point("m", 2**63, {}, {"x": 1}),
-            Point("m", None, {}, {"x": 1}),
-            Point("", 1, {}, {"x": 1}),
-            Point("\\", 1, {}, {"x": 1}),
-            Point(None, 1, {}, {"x": 1}),
-            Point("m", 1, {}, {"\\": 1}),
-            Point("m", 1, {}, {7: 1}),
-            Point("m", 1, {7: "x"}, {"x": 1}),
+            Point("m", 1.5, {"t": "v"}, {"x": 1}),
+            Point("m", "1", {"t": "v"}, {"x": 1}),
+            Point("m", True, {"t": "v"}, {"x": 1}),
+            Point("m", None, {"t": "v"}, {"x": 1}),
+            Point("m", MIN_TIME_NS - 1, {"t": "v"}, {"x": 1}),
+            Point("m", MAX_TIME_NS + 1, {"t": "v"}, {"x": 1}),
+            Point("", 1, {"t": "v"}, {"x": 1}),
+            Point("\\", 1, {"t": "v"}, {"x": 1}),
+            Point(None, 1, {"t": "v"}, {"x": 1}),
+            Point("m", 1, {"t": "v"}, {"\\": 1}),
+            Point("m", 1, {"t": "v"}, {7: 1}),
+            Point("m", 1, {7: "v"}, {"x": 1}),
             Point("m", 1, {"a": "1", "a\\": "2"}, {"x": 1}),
-            Point("m", 1, {}, {"a": 1, "a\\": 2}),
+            Point("m", 1, {"t": "v"}, {"x": 1, "x\\": 2}),
             Point("m", 1, None, {"x": 1}),
-            Point("m", 1, {}, None),
-            ("m", 1, {}),
+            Point("m", 1, {"t": "v"}, None),
+            ("m", 1, {"t": "v"}),
         ],
         ids=repr,
     )
     def test_invalid_point_is_counted_without_breaking_the_batch(self, point):
+        """The good point before it fills the caches the invalid one would hit."""
         encoder = LineEncoder()
         good = Point("m", 2, {"t": "v"}, {"x": 1})
         assert encoder.encode_lines([good, point, good]) == ["m,t=v x=1i 2"] * 2
         assert (encoder.points_invalid, encoder.points_without_fields) == (1, 0)
+
+    def test_time_range_is_influxdbs(self):
+        points = [Point("m", t, {}, {"x": 1}) for t in (MIN_TIME_NS, MAX_TIME_NS)]
+        assert encode(*points) == [f"m x=1i {MIN_TIME_NS}", f"m x=1i {MAX_TIME_NS}"]
 
     def test_unsupported_value_is_invalid_even_next_to_none_and_nan(self):
         encoder = LineEncoder()
@@ -241,6 +256,16 @@ class TestCaches:
 def test_join_lines_makes_one_utf8_body_with_lone_surrogates_replaced():
     lines = encode(Point("m", 1, {"t": "é"}, {"s": "x\ud800y"}), Point("m", 2, {}, {"f": 1}))
     assert join_lines(lines) == 'm,t=é s="x?y" 1\nm f=1i 2'.encode()
+
+
+def test_time_range_bounds_are_accepted_by_influxdb(influx_db):
+    points = [Point("m", t, {}, {"x": 1}) for t in (MIN_TIME_NS, MAX_TIME_NS)]
+    response = influx_db.write_lines(join_lines(encode(*points)))
+    assert response.status == 204, response.body
+    assert [row["time"] for row in influx_db.query('SELECT * FROM "m"')] == [
+        MIN_TIME_NS,
+        MAX_TIME_NS,
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -322,6 +347,21 @@ def random_points(draw: st.DrawFn) -> list[Point]:
     ]
 
 
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(points=random_points())
+def test_points_encode_the_same_with_warm_caches(points):
+    """The inline path (caches filled) and the full path (first sight) agree."""
+    encoder = LineEncoder()
+    first = encoder.encode_lines(points)
+    skipped = (encoder.points_invalid, encoder.points_without_fields)
+    assert encoder.encode_lines(points) == first
+    assert (encoder.points_invalid, encoder.points_without_fields) == tuple(2 * n for n in skipped)
+
+
 @contextlib.contextmanager
 def fresh_database(server: InfluxDB1) -> Iterator[InfluxDatabase]:
     """A new database on ``server``, dropped afterwards."""
@@ -364,11 +404,15 @@ def same_field_value(got: Any, sent: Any) -> bool:
     return type(got) is type(sent) and got == sent
 
 
-@settings(
-    max_examples=15,
+# Each example is a server round trip: no shrinking (minutes); failures name their point.
+SERVER_SETTINGS = settings(
     deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+@settings(SERVER_SETTINGS, max_examples=15)
 @given(points=random_points())
 def test_random_points_read_back_from_influxdb_as_documented(influxdb, points):
     encoder = LineEncoder()
@@ -380,16 +424,18 @@ def test_random_points_read_back_from_influxdb_as_documented(influxdb, points):
         measurements = [row["name"] for row in database.query("SHOW MEASUREMENTS")]
         stored = read_back(database, measurements)
 
-    wanted = {e[0]: (p.time_ns, e[1], e[2]) for p, e in zip(points, expected, strict=True) if e}
-    assert sorted(stored) == sorted(measurements) == sorted(wanted)
-    for measurement, (time_ns, tags, fields) in wanted.items():
-        got_time, got_tags, got_fields = stored[measurement]
-        assert (got_time, got_tags) == (time_ns, tags), measurement
-        assert got_fields.keys() == fields.keys(), measurement
-        for key, value in fields.items():
-            assert same_field_value(got_fields[key], value), (measurement, key, value)
+    assert sorted(measurements) == sorted(e[0] for e in expected if e)
+    for point, wanted in zip(points, expected, strict=True):
+        if wanted:
+            measurement, tags, fields = wanted
+            time_ns, got_tags, got_fields = stored[measurement]
+            assert (time_ns, got_tags, got_fields.keys()) == (point.time_ns, tags, fields.keys()), (
+                point
+            )
+            for key, value in fields.items():
+                assert same_field_value(got_fields[key], value), (point, key)
     skipped = expected.count(None)
-    assert len(lines) == len(wanted) == len(points) - skipped
+    assert len(lines) == len(points) - skipped
     assert encoder.points_invalid + encoder.points_without_fields == skipped
 
 
@@ -399,7 +445,7 @@ NUMBER = st.one_of(
 )
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(SERVER_SETTINGS, max_examples=5)
 @given(numbers=st.lists(NUMBER, min_size=20, max_size=50))
 def test_random_numbers_read_back_from_victoriametrics(victoria: VictoriaMetrics, numbers):
     """VictoriaMetrics keeps about 12 significant digits, so values compare to 1e-11.
