@@ -300,12 +300,25 @@ class ServerProcess:
         return proc.returncode
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` (SIGKILL, SIGSTOP, SIGCONT, ...); SIGKILL also reaps."""
+        """Send ``sig`` (SIGKILL, SIGSTOP, SIGCONT, ...); SIGKILL also reaps.
+
+        SIGSTOP returns once every thread of the server is stopped.
+        """
         if self._proc is None:
             raise RuntimeError(f"{self.binary_name} is not running")
         self._proc.send_signal(sig)
         if sig == signal.SIGKILL:
             self._reap()
+        elif sig == signal.SIGSTOP:
+            wait_until(lambda: self._all_threads_stopped(), timeout=5.0)
+
+    def _all_threads_stopped(self) -> bool:
+        tasks = Path(f"/proc/{self._proc.pid}/task")
+        states = []
+        for task in tasks.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        return bool(states) and all(state in "Tt" for state in states)
 
     def restart(self, timeout: float | None = None) -> Self:
         """Stop (if running) and start again on the same ports and data dir."""
