@@ -43,8 +43,7 @@ class MonitoringExtension(Extension):
         hooks = app.ctx.monitoring_hooks = RequestHooks(
             settings, skip_route=partial(is_metrics_route, app)
         )
-        app.register_middleware(hooks.on_request, "request", priority=RequestHooks.PRIORITY)
-        app.register_middleware(hooks.on_response, "response", priority=-RequestHooks.PRIORITY)
+        app.request_class = hooks.request_class(app.request_class)
         app.before_server_start(_start)
         app.after_server_stop(_stop)
 

@@ -1,13 +1,15 @@
-"""The ``requests`` and ``errors`` points: two Sanic middlewares, route names, error codes.
+"""The ``requests`` and ``errors`` points: a request class, route names, error codes.
 
-The request middleware runs first of all request middleware: it takes the start timestamp
-from the worker's :class:`~luna_monitoring.clock.UniqueClock` and sets
-``request.ctx.request_id``. The response middleware runs first of all response middleware,
-so it sees the response the handler or the error handler made, and it runs exactly once per
-response (Sanic guarantees that): it sets the ``LUNA-Request-Id`` header and appends the
-points to the writer's buffer. Nothing else happens on the request path. The tag set of a
-(method, route, status) is made once and shared by every point (nobody modifies it), so the
-encoder's prefix cache hits; excluded routes are decided once per route the same way.
+Sanic middleware costs every request about 2 µs just by existing, so the hooks live in a
+subclass of the app's request class instead (``app.request_class``). Its ``__init__``
+takes the start timestamp from the worker's :class:`~luna_monitoring.clock.UniqueClock` and
+sets ``request.ctx.request_id``, before any middleware runs. Its ``respond``, which every
+response passes once before Sanic runs the response middleware (the handler's, the error
+handler's, a streamed one before its first byte), sets the ``LUNA-Request-Id`` header and
+appends the points to the writer's buffer; the first response of a request is the one
+counted. Nothing else happens on the request path. The tag set of a (method, route,
+status) is made once and shared by every point (nobody modifies it), so the encoder's
+prefix cache hits; excluded routes are decided once per route the same way.
 
 * ``route``: ``METHOD:/template`` as the route was declared (``GET:/handlers/<handler_id>``,
   Sanic's implicit ``:str`` left out). No route for the path: ``METHOD:__unmatched__``
@@ -15,8 +17,8 @@ encoder's prefix cache hits; excluded routes are decided once per route the same
   method. A method Sanic does not know (and a request too malformed to parse) is ``OTHER``,
   so clients cannot mint new series.
 * ``error_code``: see :func:`error_code`.
-* ``execution_time`` runs from the request middleware (routing is done and the body is read)
-  to the response middleware, i.e. until the response starts. For a streamed response
+* ``execution_time`` runs from the moment the request's head is parsed (before routing and
+  the body) until the response starts. For a streamed response
   (``await request.respond()`` then ``send()``) that is the time to its first byte: Sanic
   has no hook at the end of a stream short of signals, which cost every request far more.
 * A websocket, or a request whose client is gone before the response, emits nothing.
@@ -25,7 +27,7 @@ encoder's prefix cache hits; excluded routes are decided once per route the same
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from types import MappingProxyType
 from typing import Any
@@ -34,6 +36,7 @@ from multidict import istr
 from orjson import loads
 from sanic import HTTPResponse, Request
 from sanic.constants import HTTP_METHODS
+from sanic.response import BaseHTTPResponse
 from sanic_routing import Route
 
 from .point import Point
@@ -48,7 +51,7 @@ OTHER_METHOD = "OTHER"
 MAX_ERROR_BODY_BYTES = 65536
 """JSON error bodies up to this size are read for their ``error_code``."""
 
-_STATE = "_luna_monitoring"  # request.ctx attribute: [start_ns, start_perf, tags, fields]
+_STATE = "_luna_monitoring"  # request slot: (start_ns, start_perf, tags, fields, request_id)
 _HEADER = istr(REQUEST_ID_HEADER)  # a case-insensitive key the header dicts need not fold
 _MAX_CACHED = 10_000
 _RESERVED_TAGS = frozenset(("service", *SERIES["requests"].tags))
@@ -63,17 +66,12 @@ def _never(route: str) -> bool:
 
 
 class RequestHooks:
-    """The request and response middleware of one worker.
+    """The request hooks of one app: a :class:`~sanic.Request` subclass made for it.
 
     >>> hooks = RequestHooks(settings)
-    >>> app.register_middleware(hooks.on_request, "request", priority=RequestHooks.PRIORITY)
-    >>> app.register_middleware(hooks.on_response, "response", priority=-RequestHooks.PRIORITY)
-    >>> hooks.bind(monitoring.clock.now_ns, monitoring.emit)   # before_server_start
+    >>> app.request_class = hooks.request_class(app.request_class)    # at startup
+    >>> hooks.bind(monitoring.clock.now_ns, monitoring.emit)          # before_server_start
     """
-
-    PRIORITY = sys.maxsize
-    """Sanic runs request middleware from the highest priority, response middleware from the
-    lowest: ``PRIORITY`` puts the request hook first, ``-PRIORITY`` the response hook."""
 
     __slots__ = ("_emit", "_entries", "_error_tags", "_excluded", "_now_ns", "_service", "_skip")
 
@@ -91,28 +89,77 @@ class RequestHooks:
         self._now_ns = now_ns
         self._emit = emit
 
+    def request_class(self, base: type[Request]) -> type[Request]:
+        """A subclass of ``base`` (the app's request class) that calls these hooks.
+
+        ``__init__`` (Sanic makes a request as soon as its head is parsed) calls
+        :meth:`on_request`; ``respond`` (every response goes through it once: the one a
+        handler returns, an error handler's, and a streamed one before its first byte)
+        calls :meth:`on_response` before Sanic runs any response middleware.
+        """
+        base_init = base.__init__
+        base_respond = base.respond
+        on_request = self.on_request
+        on_response = self.on_response
+
+        class MonitoredRequest(base):
+            __slots__ = (_STATE,)
+
+            def __init__(
+                self,
+                url_bytes: bytes,
+                headers: Any,
+                version: str,
+                method: str,
+                transport: Any,
+                app: Any,
+                head: bytes = b"",
+                stream_id: int = 0,
+            ) -> None:
+                base_init(
+                    self, url_bytes, headers, version, method, transport, app, head, stream_id
+                )
+                on_request(self)
+
+            def respond(
+                self,
+                response: BaseHTTPResponse | None = None,
+                *,
+                status: int = 200,
+                headers: Any = None,
+                content_type: str | None = None,
+            ) -> Awaitable[Any]:
+                if response is None:  # what Sanic's respond does, so the header can be set
+                    response = HTTPResponse(
+                        status=status, headers=headers, content_type=content_type
+                    )
+                on_response(self, response)
+                return base_respond(self, response)
+
+        MonitoredRequest.__name__ = MonitoredRequest.__qualname__ = f"Monitored{base.__name__}"
+        return MonitoredRequest
+
     def on_request(self, request: Request) -> None:
-        """Request middleware: start time and ``request.ctx.request_id``."""
+        """A new request: its start time and ``request.ctx.request_id``."""
         start_ns = self._now_ns()
-        ctx = request.ctx
         incoming = request.headers.get(_HEADER)
-        ctx.request_id = (
+        request_id = request.ctx.request_id = (
             new_request_id(start_ns // 1_000_000_000)
             if incoming is None
             else request_id_for(incoming, start_ns // 1_000_000_000)
         )
-        ctx._luna_monitoring = [start_ns, perf_counter(), None, None]
+        request._luna_monitoring = (start_ns, perf_counter(), None, None, request_id)
 
-    def on_response(self, request: Request, response: HTTPResponse) -> None:
-        """Response middleware: the ``LUNA-Request-Id`` header and the points."""
-        ctx = request.ctx
-        try:
-            start_ns, start, tags, fields = ctx._luna_monitoring
-        except AttributeError:  # a request middleware before ours failed: start now
-            self.on_request(request)
-            start_ns, start, tags, fields = ctx._luna_monitoring
+    def on_response(self, request: Request, response: BaseHTTPResponse) -> None:
+        """A response about to be sent: the ``LUNA-Request-Id`` header and, the first time
+        for this request, the points."""
+        state = request._luna_monitoring
+        if state is None:  # a second response (Sanic refuses it): the header only
+            response.headers[_HEADER] = request.ctx.request_id
+            return
+        request._luna_monitoring = None
+        start_ns, start, tags, fields, request_id = state
         execution_time = perf_counter() - start
-        request_id = ctx.request_id
         response.headers[_HEADER] = request_id
         status = response.status
         route = request.route
@@ -227,9 +274,7 @@ def add_request_tags(request: Request, **tags: str | int | float | bool) -> None
         if key in _RESERVED_TAGS:
             raise ValueError(f"requests: tag {key!r} is set by the monitoring itself")
         checked[key] = tag_value("requests", key, value)
-    state = _state(request)
-    if state is not None and checked:
-        state[2] = checked if state[2] is None else {**state[2], **checked}
+    _add(request, 2, checked)
 
 
 def add_request_fields(request: Request, **fields: Any) -> None:
@@ -249,9 +294,7 @@ def add_request_fields(request: Request, **fields: Any) -> None:
         converted = _request_field(key, value)
         if converted is not None:
             checked[key] = converted
-    state = _state(request)
-    if state is not None and checked:
-        state[3] = checked if state[3] is None else {**state[3], **checked}
+    _add(request, 3, checked)
 
 
 def _request_field(key: str, value: Any) -> Any:
@@ -270,6 +313,10 @@ def _request_field(key: str, value: Any) -> Any:
     return field_value("requests", key, value, expected)
 
 
-def _state(request: Request) -> list | None:
-    """The monitoring state of ``request``; ``None`` when it is not monitored."""
-    return vars(request.ctx).get(_STATE)
+def _add(request: Request, index: int, items: dict) -> None:
+    """Merge ``items`` into the tags (2) or fields (3) of a monitored request's state."""
+    state = getattr(request, _STATE, None)
+    if state is None or not items:
+        return
+    added = items if state[index] is None else {**state[index], **items}
+    setattr(request, _STATE, (*state[:index], added, *state[index + 1 :]))

@@ -36,3 +36,17 @@ def test_bad_offset_or_stride(offset, stride):
     """offset must lie in 0..stride-1."""
     with pytest.raises(ValueError, match="need 0 <= offset < stride"):
         UniqueClock(offset, stride)
+
+
+def test_stride_is_a_power_of_two():
+    """A stride that is not a power of two is refused."""
+    with pytest.raises(ValueError, match="power of two"):
+        UniqueClock(1, 3)
+
+
+def test_residue_kept_for_large_stride():
+    """With the workers' stride every value keeps its worker's residue and increases."""
+    clock = UniqueClock(1000, 1024)
+    values = [clock.now_ns() for _ in range(10_000)]
+    assert {v % 1024 for v in values} == {1000}
+    assert all(b > a for a, b in itertools.pairwise(values))

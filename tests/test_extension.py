@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sanic import Sanic
+from sanic import Request, Sanic
 from sanic.response import text
 from servers import InfluxDatabase, free_port, http_request, unique_name, wait_until
 
@@ -119,6 +119,36 @@ class TestRuntime:
         await _until(lambda: len(plugin.points) == 2)
         assert plugin.points[0].fields["request_id"] == response.headers[HEADER]
 
+    async def test_hooks_are_a_subclass_of_the_apps_request_class(self, serve_app, influx_db):
+        """No Sanic middleware: the app's own request class is extended, and still used."""
+        Sanic.test_mode = True
+
+        class AppRequest(Request):
+            __slots__ = ()
+
+            def tenant(self) -> str:
+                return self.headers.get("x-tenant", "none")
+
+        app = Sanic(unique_name("ext"), request_class=AppRequest)
+        try:
+            app.config.MONITORING = influx_config(influx_db)
+            app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
+
+            @app.get("/")
+            async def hello(request):
+                return text(f"{type(request).__name__} {request.tenant()}")
+
+            async with httpx.AsyncClient(base_url=await serve_app(app)) as client:
+                response = await client.get("/", headers={"x-tenant": "t1"})
+            assert not app.request_middleware and not app.response_middleware
+            assert issubclass(app.request_class, AppRequest)
+            assert response.text == "MonitoredAppRequest t1"
+            assert is_request_id(response.headers[HEADER])
+            assert await app.ctx.monitoring.flush()
+            assert influx_db.count("requests") == 1
+        finally:
+            Sanic._app_registry.pop(app.name, None)
+
     async def test_switched_off_adds_no_hook_and_no_task(self, new_app, serve_app, influx_db):
         app = new_app()
         app.config.MONITORING = influx_config(influx_db, send_data_for_monitoring=False)
@@ -128,6 +158,7 @@ class TestRuntime:
         assert response.text == "hello" and HEADER not in response.headers
         assert app.ctx.monitoring is None
         assert not app.request_middleware and not app.response_middleware
+        assert app.request_class is Request
         assert not [t for t in asyncio.all_tasks() if "luna_monitoring" in t.get_name()]
         assert influx_db.query("SHOW MEASUREMENTS") == []
 
@@ -154,7 +185,7 @@ class TestRuntime:
 
 
 class TestWorkers:
-    @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+    @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
     def test_every_worker_monitors_and_a_graceful_stop_loses_nothing(
         self, tmp_path, influx_db, stop_signal
     ):

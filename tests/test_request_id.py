@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -77,3 +78,18 @@ def test_new_ids_use_all_random_bits():
         zeros |= ~value
     version_and_variant = (0xF << 76) | (0x3 << 62)
     assert ones & zeros & (2**128 - 1) == (2**128 - 1) & ~version_and_variant
+
+
+def test_a_forked_child_does_not_reuse_the_parents_uuids():
+    new_request_id(0)  # the parent now holds a batch of unused UUIDs
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.write(write_end, new_request_id(0).encode())
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 100).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert is_request_id(child)
+    assert child not in {new_request_id(0) for _ in range(300)}
