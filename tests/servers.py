@@ -43,6 +43,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -161,6 +162,22 @@ def http_request(
             return HttpResponse(exc.code, exc.read(), dict(exc.headers))
         finally:
             exc.close()
+
+
+def spawn_app(
+    script: Path, env: Mapping[str, str], cwd: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Run a test app script with ``env`` in its own session; stdout and stderr go to a log."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, str(script)],
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _require_binary(name: str, package: str) -> str:

@@ -12,8 +12,6 @@ import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +25,7 @@ from servers import (
     InfluxDB1,
     free_port,
     http_request,
+    spawn_app,
     wait_until,
 )
 from stub_server import RecordedRequest, StubResponse, StubServer
@@ -49,15 +48,7 @@ class AppProcess:
             "APP_PORT": str(self.port),
             "APP_LOG_LEVEL": log_level,
         }
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(APP)],
-                env=env,
-                cwd=APP.parent,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.proc = spawn_app(APP, env, APP.parent, log_path)
         wait_until(self._ready, timeout=30, ignore=(OSError,))
 
     def _ready(self) -> bool:

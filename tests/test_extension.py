@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,14 @@ import httpx
 import pytest
 from sanic import Request, Sanic
 from sanic.response import text
-from servers import InfluxDatabase, free_port, http_request, unique_name, wait_until
+from servers import (
+    InfluxDatabase,
+    free_port,
+    http_request,
+    spawn_app,
+    unique_name,
+    wait_until,
+)
 
 from luna_monitoring import (
     BaseRequestMonitoringPlugin,
@@ -259,17 +265,7 @@ def _start_service(tmp_path: Path, monitoring: dict, workers: int) -> _Service:
         "APP_PORT": str(port),
         "APP_WORKERS": str(workers),
     }
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(APP)],
-            env=env,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return _Service(proc, port, log_path)
+    return _Service(spawn_app(APP, env, tmp_path, log_path), port, log_path)
 
 
 async def _until(condition, timeout: float = 10.0) -> None:

@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,14 @@ import pytest
 from sanic import Sanic
 from sanic.exceptions import SanicException
 from sanic.response import text
-from servers import HttpResponse, InfluxDatabase, free_port, http_request, wait_until
+from servers import (
+    HttpResponse,
+    InfluxDatabase,
+    free_port,
+    http_request,
+    spawn_app,
+    wait_until,
+)
 
 from luna_monitoring.point import Point
 from luna_monitoring.prometheus import CONTENT_TYPE, DURATION_BUCKETS_S, ENV, RequestMetrics
@@ -62,16 +67,7 @@ class MetricsApp:
             **(env or {}),
         }
         env.pop(ENV, None)
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(APP)],
-                env=env,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn_app(APP, env, tmp_path, self.log_path)
 
     def __enter__(self) -> MetricsApp:
         try:
