@@ -9,10 +9,13 @@ handler. Times are the thread's CPU time, so other processes on the shared machi
 inflate them. Every round runs each case once, in rotating order; a case's figure is its
 median over the rounds, its added cost that median minus the median of its baseline. Run:
 
-    taskset -c 1 .venv/bin/python bench/collector.py [--no-gc]
+    taskset -c 1 .venv/bin/python bench/collector.py [--no-gc | --gc-freeze]
 
-``--no-gc`` disables the garbage collector to show its share: the points kept until the
-writer's flush are tracked objects that every collection of their generation traverses.
+``--no-gc`` disables the garbage collector to show its share: every point kept until the
+writer's flush is two objects (the point and its fields) that count towards collections, and
+every full collection traverses the whole heap. ``--gc-freeze`` calls ``gc.freeze()`` once
+before measuring, as an application could after startup, so that full collections skip the
+objects made until then.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from luna_monitoring.collector import EstimationCollector, current_collector, mo
 from luna_monitoring.settings import Settings
 
 CALLS = 100_000
-ROUNDS = 9
+ROUNDS = 15
 
 DETECTION = {
     "detection_count": 2,
@@ -201,9 +204,15 @@ CASES: dict[str, tuple[Callable[[], int], Callable[[], int]]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--no-gc", action="store_true", help="disable the garbage collector")
-    if parser.parse_args().no_gc:
+    gc_mode = parser.add_mutually_exclusive_group()
+    gc_mode.add_argument("--no-gc", action="store_true", help="disable the garbage collector")
+    gc_mode.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before measuring")
+    args = parser.parse_args()
+    if args.no_gc:
         gc.disable()
+    elif args.gc_freeze:
+        gc.collect()
+        gc.freeze()
     order = sorted({f for pair in CASES.values() for f in pair}, key=lambda f: f.__name__)
     samples: dict[Callable[[], int], list[float]] = {f: [] for f in order}
     for round_ in range(ROUNDS):

@@ -4,18 +4,20 @@ A decorated handler gets its own :class:`EstimationCollector` in a context varia
 handler, the tasks it creates and its ``asyncio.to_thread`` calls record into it and never
 into another request's (``loop.run_in_executor`` does not copy the context: there the
 collector records nothing). Every call is validated at once (``ValueError``), stamped with
-the worker's unique clock at its start and timed with ``perf_counter``. When the handler
-returns or raises, the request's points are appended to the writer's buffer; a block that
-raises records nothing, and what is recorded after the handler has finished is dropped.
+the worker's unique clock at its start and timed with ``perf_counter``; estimator points
+with the same tags share one read-only mapping of them. When the handler returns or raises,
+the request's points are appended to the writer's buffer; a block that raises records
+nothing, and what is recorded after the handler has finished is dropped.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from contextvars import ContextVar
 from time import perf_counter
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sanic import Request
@@ -24,7 +26,6 @@ from .point import Point
 from .schema import (
     ESTIMATOR_SERIES,
     INT64_MAX,
-    INT64_MIN,
     SERIES,
     USAGE_ESTIMATORS,
     Kind,
@@ -39,10 +40,14 @@ if TYPE_CHECKING:
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 # Tags of each estimator series besides batch_size: descriptor_version, mode or none.
-_EXTRA_TAGS: Mapping[str, frozenset[str]] = {
-    name: frozenset(SERIES[name].tags) - {"batch_size"} for name in ESTIMATOR_SERIES
+_EXTRA_TAGS: Mapping[str, tuple[str, ...]] = {
+    name: tuple(tag for tag in SERIES[name].tags if tag != "batch_size")
+    for name in ESTIMATOR_SERIES
 }
 _PLAIN_ESTIMATORS = frozenset(name for name, extra in _EXTRA_TAGS.items() if not extra)
+_ONE_EXTRA_TAG: Mapping[str, str] = {
+    name: extra[0] for name, extra in _EXTRA_TAGS.items() if len(extra) == 1
+}
 # Fields whose values take the fast path: exactly their declared int or float type.
 _NUMERIC_FIELDS: Mapping[str, Mapping[str, type]] = {
     name: {key: kind for key, kind in SERIES[name].fields.items() if kind in (int, float)}
@@ -51,33 +56,64 @@ _NUMERIC_FIELDS: Mapping[str, Mapping[str, type]] = {
 _USAGE_FIELDS: Mapping[str, str] = {name: f"{name}_usages" for name in USAGE_ESTIMATORS}
 _IMAGE_LOAD = SERIES["image_load"]
 _new_point = tuple.__new__  # Point(...) without NamedTuple's slower Python-level __new__
+# service -> {batch_size or (batch_size, extra tag, its value): tags of estimator points},
+# at most _MAX_SERVICES x _MAX_TAG_SETS (each dict is emptied when full)
+_TAG_SETS: dict[str, dict[Hashable, Mapping[str, str]]] = {}
+_MAX_SERVICES = 100
+_MAX_TAG_SETS = 10_000
 
 
-def _estimator_tags(series: str, batch_size: Any, tags: dict[str, Any], service: str) -> dict:
-    """The tags of an estimator point; ``ValueError`` on an unknown series or a bad tag."""
-    extra = _EXTRA_TAGS.get(series)
-    if extra is not None and type(batch_size) is int and len(tags) == len(extra):
-        result = {"service": service, "batch_size": str(batch_size)}
-        for key, value in tags.items():
-            kind = type(value)
-            if key not in extra or kind not in (str, int):
-                break
-            result[key] = value if kind is str else str(value)
-        else:
-            return result
+def _bounded(cache: dict, limit: int) -> dict:
+    if len(cache) >= limit:
+        cache.clear()
+    return cache
+
+
+def _estimator_tags(
+    sets: dict[Hashable, Mapping[str, str]],
+    series: str,
+    batch_size: Any,
+    tags: dict[str, Any],
+    service: str,
+) -> Mapping[str, str]:
+    """The tags of an estimator point, read-only and shared by the points with the same ones
+    (kept in ``sets``); ``ValueError`` on an unknown series or a bad tag."""
+    key: Hashable = None
+    if type(batch_size) is int:
+        if not tags:
+            if series in _PLAIN_ESTIMATORS:
+                key = batch_size
+        elif len(tags) == 1:
+            name = _ONE_EXTRA_TAG.get(series)
+            value = tags.get(name)
+            # Only str and int values are kept: True == 1 == 1.0 would share a key, not a text.
+            if type(value) is str or type(value) is int:
+                key = (batch_size, name, value)
+        cached = sets.get(key)
+        if cached is not None:
+            return cached
     checked = get_series(series, kind=Kind.ESTIMATOR).check_tags({"batch_size": batch_size, **tags})
     checked["service"] = service
-    return checked
+    result = MappingProxyType(checked)
+    if key is not None:
+        _bounded(sets, _MAX_TAG_SETS)[key] = result
+    return result
 
 
 def _checked_fields(series: str, fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` checked against ``series``; converted (and ``None``/NaN/inf dropped) if needed."""
     types = _NUMERIC_FIELDS[series]
-    for key, value in fields.items():
-        # One comparison checks both the int64 range of ints and the finiteness of floats.
-        if type(value) is not types.get(key) or not INT64_MIN <= value <= INT64_MAX:
-            return SERIES[series].check_fields(fields)
-    return fields
+    try:
+        for key, value in fields.items():
+            # One comparison checks the int64 range of ints (but -2**63, left to check_fields)
+            # and the finiteness of floats (NaN compares false).
+            if type(value) is not types[key] or not abs(value) <= INT64_MAX:
+                break
+        else:
+            return fields
+    except KeyError:  # an unknown field: check_fields names the valid ones
+        pass
+    return SERIES[series].check_fields(fields)
 
 
 class Timing:
@@ -89,15 +125,8 @@ class Timing:
     """
 
     __slots__ = ("_clock", "_fields", "_series", "_sink", "_start", "_tags", "_time_ns")
-
-    def __init__(
-        self, sink: list[Point], clock: Callable[[], int], series: str, tags: dict[str, str]
-    ) -> None:
-        self._sink = sink
-        self._clock = clock
-        self._series = series
-        self._tags = tags
-        self._fields: dict[str, Any] | None = None
+    # No __init__: the collector fills the slots, which is faster on the request path.
+    _fields: dict[str, Any] | None
 
     def set(self, **fields: Any) -> None:
         """Add fields of the series inside the block; ``ValueError`` on an unknown field or a
@@ -113,7 +142,7 @@ class Timing:
         self._start = perf_counter()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: Any, traceback: Any) -> None:
         elapsed = perf_counter() - self._start
         if exc_type is None:
             fields = self._fields
@@ -132,11 +161,23 @@ class EstimationCollector:
     misused, naming the valid choices.
     """
 
-    __slots__ = ("_clock", "_estimations", "_images", "_service", "_start_ns", "_usages")
+    __slots__ = (
+        "_clock",
+        "_estimations",
+        "_images",
+        "_service",
+        "_start_ns",
+        "_tag_sets",
+        "_usages",
+    )
 
     def __init__(self, clock: Callable[[], int], service: str) -> None:
         self._clock = clock
         self._service = service
+        tag_sets = _TAG_SETS.get(service)
+        if tag_sets is None:
+            tag_sets = _bounded(_TAG_SETS, _MAX_SERVICES)[service] = {}
+        self._tag_sets = tag_sets
         self._start_ns = clock()
         self._images: list[Point] = []
         self._estimations: list[Point] = []
@@ -150,11 +191,18 @@ class EstimationCollector:
         >>> with collector.estimation("face_descriptor", batch_size=4, descriptor_version=59):
         ...     extract(warps)
         """
-        if tags or type(batch_size) is not int or series not in _PLAIN_ESTIMATORS:
-            tag_values = _estimator_tags(series, batch_size, tags, self._service)
-        else:  # the common case, kept inline
-            tag_values = {"service": self._service, "batch_size": str(batch_size)}
-        return Timing(self._estimations, self._clock, series, tag_values)
+        tag_values = None
+        if not tags and type(batch_size) is int and series in _PLAIN_ESTIMATORS:
+            tag_values = self._tag_sets.get(batch_size)  # the common case, kept inline
+        if tag_values is None:
+            tag_values = _estimator_tags(self._tag_sets, series, batch_size, tags, self._service)
+        timing = Timing()
+        timing._sink = self._estimations
+        timing._clock = self._clock
+        timing._series = series
+        timing._tags = tag_values
+        timing._fields = None
+        return timing
 
     def record_estimation(
         self, series: str, *, batch_size: int, execution_time: float, **tags_and_fields: Any
@@ -171,8 +219,11 @@ class EstimationCollector:
         extra = _EXTRA_TAGS.get(series)
         if extra is None:
             get_series(series, kind=Kind.ESTIMATOR)  # raises, naming the valid series
-        tags = {key: tags_and_fields.pop(key) for key in extra if key in tags_and_fields}
-        tag_values = _estimator_tags(series, batch_size, tags, self._service)
+        tags = {}
+        for key in extra:
+            if key in tags_and_fields:
+                tags[key] = tags_and_fields.pop(key)
+        tag_values = _estimator_tags(self._tag_sets, series, batch_size, tags, self._service)
         tags_and_fields["execution_time"] = execution_time
         fields = _checked_fields(series, tags_and_fields)
         seconds = fields.get("execution_time")
@@ -191,7 +242,13 @@ class EstimationCollector:
         """
         tags = _IMAGE_LOAD.check_tags({"format": format, "exif": exif, "autorotated": autorotated})
         tags["service"] = self._service
-        return Timing(self._images, self._clock, "image_load", tags)
+        timing = Timing()
+        timing._sink = self._images
+        timing._clock = self._clock
+        timing._series = "image_load"
+        timing._tags = tags
+        timing._fields = None
+        return timing
 
     def add_usage(self, estimator: str, count: int = 1) -> None:
         """Count ``count`` uses of ``estimator`` (a ``*_usages`` field name without ``_usages``).
@@ -230,9 +287,6 @@ class EstimationCollector:
 
 class _NullTiming(Timing):
     __slots__ = ()
-
-    def __init__(self) -> None:
-        pass
 
     def set(self, **fields: Any) -> None:
         pass

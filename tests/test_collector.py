@@ -16,6 +16,7 @@ from sanic.response import empty, json
 from servers import InfluxDatabase
 
 from luna_monitoring import EstimationCollector, current_collector, monitored_estimation
+from luna_monitoring import collector as collector_module
 from luna_monitoring.clock import UniqueClock
 from luna_monitoring.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATORS
 
@@ -501,8 +502,14 @@ class TestMisuse:
         [
             ({"detection_count": "3"}, "'detection_count' must be int, got str"),
             ({"detection_count": 2.0}, "'detection_count' must be int, got float"),
+            ({"detection_count": True}, "'detection_count' must be int, got bool"),
+            ({"execution_time": "0.1"}, "'execution_time' must be float, got str"),
             ({"detection_count": 2**63}, "outside the int64 range"),
             ({"bbox_width": 1}, "unknown field 'bbox_width'; valid fields: execution_time, face"),
+            (
+                {"detection_count": 1, "bbox_width": 1},
+                "unknown field 'bbox_width'; valid fields: execution_time, face",
+            ),
         ],
     )
     def test_wrong_field_raises_value_error_at_set(self, fields, message):
@@ -515,13 +522,96 @@ class TestMisuse:
         assert message in str(error.value)
 
     def test_none_nan_and_inf_fields_are_left_out_and_ints_become_floats(self):
-        """Values that cannot be written are dropped; an int execution_time becomes float."""
+        """Values that cannot be written are dropped (a NaN execution_time leaves the measured
+        one); an int execution_time becomes float."""
         collector = _collector()
         with collector.estimation("face_detection", batch_size=1) as estimation:
             estimation.set(detection_count=None, image_height=math.nan, image_width=math.inf)
             estimation.set(face_detection_height=7)
         collector.record_estimation("mask", batch_size=1, execution_time=2)
-        _task, detection, mask, _usages = collector.points(1.0)
+        with collector.estimation("eyes", batch_size=1) as estimation:
+            estimation.set(execution_time=math.nan)
+        with collector.estimation("eyes", batch_size=1) as estimation:
+            estimation.set(execution_time=-math.inf)
+        _task, detection, mask, *eyes, _usages = collector.points(1.0)
         assert set(detection.fields) == {"face_detection_height", "execution_time"}
         assert mask.fields == {"execution_time": 2.0}
         assert type(mask.fields["execution_time"]) is float
+        assert [0 <= point.fields["execution_time"] < 1 for point in eyes] == [True, True]
+
+    def test_int64_bounds_are_kept_and_an_int_execution_time_becomes_float(self):
+        """The int64 bounds are valid ints; execution_time=3 replaces the measured time as 3.0."""
+        collector = _collector()
+        with collector.estimation("face_detection", batch_size=1) as estimation:
+            estimation.set(detection_count=-(2**63), image_height=2**63 - 1, execution_time=3)
+        _task, detection, _usages = collector.points(1.0)
+        assert detection.fields == {
+            "detection_count": -(2**63),
+            "image_height": 2**63 - 1,
+            "execution_time": 3.0,
+        }
+        assert type(detection.fields["execution_time"]) is float
+
+    @pytest.mark.parametrize(
+        ("series", "tags", "message"),
+        [
+            ("mask", {"descriptor_version": 59}, "unknown tag 'descriptor_version'"),
+            ("deepfake", {"descriptor_version": 59}, "missing required tag(s) mode"),
+            ("face_descriptor", {"mode": 59}, "missing required tag(s) descriptor_version"),
+            ("face_descriptor", {}, "missing required tag(s) descriptor_version"),
+            ("face", {"descriptor_version": 59}, "unknown series 'face'"),
+            ("face", {}, "unknown series 'face'"),
+        ],
+    )
+    def test_a_tag_set_made_before_is_still_checked_against_the_series(self, series, tags, message):
+        """After valid calls with the same batch size and tags, a wrong series still raises."""
+        collector = _collector()
+        collector.estimation("mask", batch_size=4)
+        collector.estimation("face_descriptor", batch_size=4, descriptor_version=59)
+        with pytest.raises(ValueError) as error:
+            collector.estimation(series, batch_size=4, **tags)
+        assert message in str(error.value)
+
+
+class TestTagSets:
+    def test_tag_values_are_written_as_given_whatever_was_recorded_before(self):
+        """1, True, 1.0 and "1" are equal keys but different tag values; each keeps its text."""
+        collector = _collector()
+        values = [1, True, 1.0, "1", 1, "fast"]
+        for value in values:
+            with collector.estimation("face_descriptor", batch_size=1, descriptor_version=value):
+                pass
+            collector.record_estimation("deepfake", batch_size=1, execution_time=0.0, mode=value)
+        for batch_size in (1, True, 1, 2):
+            with collector.estimation("mask", batch_size=batch_size):
+                pass
+        _task, *estimations, _usages = collector.points(1.0)
+        tags = [point.tags for point in estimations]
+        expected = ["1", "True", "1.0", "1", "1", "fast"]
+        assert [t["descriptor_version"] for t in tags[0:12:2]] == expected
+        assert [t["mode"] for t in tags[1:12:2]] == expected
+        assert [t["batch_size"] for t in tags[12:]] == ["1", "True", "1", "2"]
+        assert all(t["service"] == SERVICE for t in tags)
+        assert [set(t) for t in tags[:2]] == [
+            {"service", "batch_size", "descriptor_version"},
+            {"service", "batch_size", "mode"},
+        ]
+
+    def test_estimator_point_tags_are_read_only(self):
+        """Points share their tag set, so nobody (a plugin, say) can change it for the rest."""
+        collector = _collector()
+        with collector.estimation("mask", batch_size=1):
+            pass
+        _task, mask, _usages = collector.points(1.0)
+        with pytest.raises(TypeError):
+            mask.tags["batch_size"] = "2"  # type: ignore[index]
+        assert mask.tags == {"service": SERVICE, "batch_size": "1"}
+
+    def test_tag_sets_kept_for_reuse_are_bounded(self):
+        """20,000 batch sizes: at most 10,000 tag sets are kept; every point has its own."""
+        collector = EstimationCollector(UniqueClock().now_ns, "sdk-many-batch-sizes")
+        for batch_size in range(20_000):
+            collector.record_estimation("mask", batch_size=batch_size, execution_time=0.0)
+        _task, *masks, _usages = collector.points(1.0)
+        assert [int(point.tags["batch_size"]) for point in masks] == list(range(20_000))
+        assert 0 < len(collector_module._TAG_SETS["sdk-many-batch-sizes"]) <= 10_000
