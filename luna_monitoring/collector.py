@@ -159,6 +159,11 @@ class EstimationCollector:
     Obtained from :func:`current_collector` inside a handler decorated with
     :func:`monitored_estimation`; every method raises ``ValueError`` at the call site when
     misused, naming the valid choices.
+
+    >>> collector = current_collector()
+    >>> with collector.estimation("face_descriptor", batch_size=2, descriptor_version=59):
+    ...     descriptors = extract(warps)
+    >>> collector.add_usage("face_descriptor_extractor", 2)
     """
 
     __slots__ = (

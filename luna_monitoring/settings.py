@@ -19,7 +19,14 @@ RESERVED_PROMETHEUS_LABELS = frozenset({"service", "route", "status_code", "erro
 
 
 class MonitoringConfigError(ValueError):
-    """A ``MONITORING`` key is unknown, of the wrong type or out of range."""
+    """A ``MONITORING`` key is unknown, of the wrong type or out of range.
+
+    >>> try:
+    ...     Settings.from_config({"port": 0})
+    ... except MonitoringConfigError as error:
+    ...     print(error)
+    MONITORING['port']: expected a port number in 1..65535, got 0
+    """
 
 
 def _fail(key: str, expected: str, value: Any) -> MonitoringConfigError:
@@ -173,7 +180,11 @@ _KEYS: dict[str, _Key] = {
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Validated monitoring settings; build with :meth:`Settings.from_config`."""
+    """Validated monitoring settings; build with :meth:`Settings.from_config`.
+
+    >>> Settings.from_config({"version": 1, "database": "mon"}).target
+    "InfluxDB v1 at http://127.0.0.1:8086, database 'mon'"
+    """
 
     send_data_for_monitoring: bool = True
     storage_type: str = "influx"

@@ -136,3 +136,12 @@ def test_config_reference_covers_every_setting():
     keys = [row[0] for row in config_reference()]
     assert keys == [f.name for f in dataclasses.fields(Settings)]
     assert dict((k, d) for k, d, _ in config_reference())["batch_size"] == "5000"
+
+
+def test_docstring_examples_run():
+    """The examples in the settings docstrings are true."""
+    import doctest
+
+    from luna_monitoring import settings
+
+    assert doctest.testmod(settings).failed == 0
