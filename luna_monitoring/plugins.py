@@ -22,10 +22,10 @@ from sanic import Sanic
 
 from .point import Point
 from .settings import MonitoringConfigError, Settings
+from .throttle import LogThrottle
 
 logger = logging.getLogger(__name__)
 PluginSpec = type["BaseRequestMonitoringPlugin"] | str
-_LOG_INTERVAL_S = 10.0
 
 
 class BaseRequestMonitoringPlugin(ABC):
@@ -92,26 +92,6 @@ def _bad(spec: Any, problem: str) -> MonitoringConfigError:
     return MonitoringConfigError(f"monitoring plugin {name!r}: {problem}")
 
 
-class _Throttle:
-    """Lets one log line through per interval and counts those held back."""
-
-    __slots__ = ("_held", "_next")
-
-    def __init__(self) -> None:
-        self._next = 0.0
-        self._held = 0
-
-    def ready(self) -> int | None:
-        """``None`` to stay quiet, else the number of messages held back since the last."""
-        now = time.monotonic()
-        if now < self._next:
-            self._held += 1
-            return None
-        self._next = now + _LOG_INTERVAL_S
-        held, self._held = self._held, 0
-        return held
-
-
 class _Slot:
     """One plugin of a worker: its instance, queue, task, watchdog and log throttle."""
 
@@ -137,7 +117,7 @@ class _Slot:
         self.queue: deque[Point] = deque(maxlen=max_points)
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
-        self.throttle = _Throttle()
+        self.throttle = LogThrottle()
         self.started: float | None = None
         """Loop time the running ``flush_point_to_monitoring`` call began; None between calls."""
         self.watchdog: asyncio.TimerHandle | None = None
@@ -182,14 +162,13 @@ class PluginRunner:
             overflow = len(queue) + len(points) - queue.maxlen
             if overflow > 0:
                 self.stats["plugin_points_dropped"] += overflow
-                held = slot.throttle.ready()
-                if held is not None:
+                if slot.throttle.ready(time.monotonic()):
                     logger.warning(
                         "monitoring plugin %s is behind: %d oldest points dropped "
                         "(%d similar messages suppressed)",
                         slot.name,
                         overflow,
-                        held,
+                        slot.throttle.take() - 1,
                     )
             queue.extend(points)
             slot.wake.set()
@@ -313,14 +292,13 @@ class PluginRunner:
     def _failed(self, slot: _Slot, hook: str, exc: BaseException | None) -> None:
         """Count a call that raised ``exc`` or (``None``) timed out; log it rate-limited."""
         self.stats["plugin_timeouts" if exc is None else "plugin_errors"] += 1
-        held = slot.throttle.ready()
-        if held is not None:
+        if slot.throttle.ready(time.monotonic()):
             logger.error(
                 "monitoring plugin %s: %s %s (%d similar messages suppressed)",
                 slot.name,
                 hook,
                 f"timed out after {self._timeout_s} s" if exc is None else "raised",
-                held,
+                slot.throttle.take() - 1,
                 exc_info=exc,
             )
 

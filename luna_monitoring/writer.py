@@ -32,6 +32,7 @@ from .buffer import Buffer
 from .point import Point
 from .settings import Settings
 from .storages import Storage, WriteError
+from .throttle import LogThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ Sink = Callable[[list[Point]], Any]
 
 TICK_S = 0.05
 TICK_POINTS = 1000
-WARN_EVERY_S = 10.0
 BACKOFF_BASE_S = 0.5
 _RETRIED = frozenset({401, 403, 404, 408, 429})
 _PARTIAL_WRITE = re.compile(r"partial write.*dropped=(\d+)", re.DOTALL)
@@ -64,30 +64,6 @@ def _failure_kind(error: WriteError) -> str:
     if error.status >= 500:
         return "server error"
     return f"HTTP {error.status}"
-
-
-class _Throttle:
-    """Lets a message through at most once per ``period_s``, counting what it held back."""
-
-    __slots__ = ("_next", "_period_s", "held")
-
-    def __init__(self, period_s: float) -> None:
-        self._period_s = period_s
-        self._next = float("-inf")
-        self.held = 0
-
-    def ready(self, now: float, count: int = 1) -> bool:
-        """Add ``count`` events; True (and reset) when a message is due."""
-        self.held += count
-        if now < self._next:
-            return False
-        self._next = now + self._period_s
-        return True
-
-    def take(self) -> int:
-        """The events held since the last message."""
-        held, self.held = self.held, 0
-        return held
 
 
 class Writer:
@@ -120,10 +96,10 @@ class Writer:
         self._retries = 0
         self._sink_errors = 0
         self._logged_dropped = 0
-        self._drop_warning = _Throttle(WARN_EVERY_S)
-        self._reject_warning = _Throttle(WARN_EVERY_S)
-        self._sink_warning = _Throttle(WARN_EVERY_S)
-        self._bug_warning = _Throttle(WARN_EVERY_S)
+        self._drop_warning = LogThrottle()
+        self._reject_warning = LogThrottle()
+        self._sink_warning = LogThrottle()
+        self._bug_warning = LogThrottle()
 
     def __repr__(self) -> str:
         return f"Writer({self.settings.target}, buffered={len(self._buffer)})"
