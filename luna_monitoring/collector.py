@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sanic import Request
 
+from .caches import with_room
 from .point import Point
 from .schema import (
     ESTIMATOR_SERIES,
@@ -63,12 +64,6 @@ _MAX_SERVICES = 100
 _MAX_TAG_SETS = 10_000
 
 
-def _bounded(cache: dict, limit: int) -> dict:
-    if len(cache) >= limit:
-        cache.clear()
-    return cache
-
-
 def _estimator_tags(
     sets: dict[Hashable, Mapping[str, str]],
     series: str,
@@ -96,7 +91,7 @@ def _estimator_tags(
     checked["service"] = service
     result = MappingProxyType(checked)
     if key is not None:
-        _bounded(sets, _MAX_TAG_SETS)[key] = result
+        with_room(sets, _MAX_TAG_SETS)[key] = result
     return result
 
 
@@ -181,7 +176,7 @@ class EstimationCollector:
         self._service = service
         tag_sets = _TAG_SETS.get(service)
         if tag_sets is None:
-            tag_sets = _bounded(_TAG_SETS, _MAX_SERVICES)[service] = {}
+            tag_sets = with_room(_TAG_SETS, _MAX_SERVICES)[service] = {}
         self._tag_sets = tag_sets
         self._start_ns = clock()
         self._images: list[Point] = []

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 
 from orjson import dumps as _dumps
 
+from .caches import with_room
 from .schema import INT64_MAX, INT64_MIN
 
 MIN_TIME_NS, MAX_TIME_NS = INT64_MIN + 2, INT64_MAX - 1
@@ -130,8 +131,6 @@ class LineEncoder:
     """
 
     __slots__ = ("_field_keys", "_prefixes", "points_invalid", "points_without_fields")
-
-    _MAX_CACHED = 10_000
 
     def __init__(self) -> None:
         self._prefixes: dict[tuple, str] = {}
@@ -237,9 +236,7 @@ class LineEncoder:
                 escaped[tag_key] = tag_value
         prefix = ",".join([measurement, *(f"{k}={v}" for k, v in sorted(escaped.items()))])
         if cacheable:
-            if len(self._prefixes) >= self._MAX_CACHED:
-                self._prefixes.clear()
-            self._prefixes[(series, *tags, *tags.values())] = prefix
+            with_room(self._prefixes)[(series, *tags, *tags.values())] = prefix
         return prefix
 
     def _field_key(self, name: Any) -> str:
@@ -250,9 +247,7 @@ class LineEncoder:
         if not key:
             raise _InvalidPoint
         if key == name.translate(_KEY):  # nothing changed: no other name can become this key
-            if len(self._field_keys) >= self._MAX_CACHED:
-                self._field_keys.clear()
-            self._field_keys[name] = key + "="
+            with_room(self._field_keys)[name] = key + "="
         return key + "="
 
 

@@ -39,6 +39,7 @@ from sanic.constants import HTTP_METHODS
 from sanic.response import BaseHTTPResponse
 from sanic_routing import Route
 
+from .caches import with_room
 from .point import Point
 from .request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
 from .schema import SERIES, field_value, tag_value
@@ -53,7 +54,6 @@ MAX_ERROR_BODY_BYTES = 65536
 
 _STATE = "_luna_monitoring"  # request slot: (start_ns, start_perf, tags, fields, request_id)
 _HEADER = istr(REQUEST_ID_HEADER)  # a case-insensitive key the header dicts need not fold
-_MAX_CACHED = 10_000
 _RESERVED_TAGS = frozenset(("service", *SERIES["requests"].tags))
 _RESERVED_FIELDS = frozenset(("request_id", "execution_time"))
 _FIELD_TYPES = SERIES["requests"].fields
@@ -197,7 +197,7 @@ class RequestHooks:
             tags = {"service": self._service, "route": name, "status_code": str(status)}
             entry = (MappingProxyType(tags), name)
         if route is not None or status != 405:  # a 405's name depends on the path
-            _bounded(self._entries)[(request.method, route and route.path, status)] = entry
+            with_room(self._entries)[(request.method, route and route.path, status)] = entry
         return entry
 
     def _errors_tags(self, route: str, status: int, code: str) -> MappingProxyType:
@@ -212,19 +212,13 @@ class RequestHooks:
                     "error_code": code,
                 }
             )
-            _bounded(self._error_tags)[key] = tags
+            with_room(self._error_tags)[key] = tags
         return tags
 
 
 def _template(route: Route) -> str:
     """``/path/<param>`` as written, with Sanic's implicit ``:str`` left out."""
     return "/" + route.path.replace(":str>", ">")
-
-
-def _bounded(cache: dict) -> dict:
-    if len(cache) >= _MAX_CACHED:
-        cache.clear()
-    return cache
 
 
 def _template_of_wrong_method(request: Request) -> str | None:
