@@ -2,8 +2,8 @@
 
 Every config key ``k`` can be set as ``LUNA_MONITORING_<K>`` (``LUNA_MONITORING_HOST``,
 ``LUNA_MONITORING_PORT``, ``LUNA_MONITORING_TOKEN``, ...). Booleans accept ``1/0``,
-``true/false``, ``yes/no``, ``on/off``; numbers are parsed; list and dict keys
-(``plugins``, ``excluded_routes``, ``prometheus``) take JSON. Keys not set keep their
+``true/false``, ``yes/no``, ``on/off`` (``gzip`` also ``auto``); numbers are parsed; list
+and dict keys (``plugins``, ``excluded_routes``, ``prometheus``) take JSON. Keys not set keep their
 defaults; the result still goes through :meth:`Settings.from_config`.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from .settings import MonitoringConfigError, Settings
+from .settings import MonitoringConfigError, Settings, accepted_types
 
 PREFIX = "LUNA_MONITORING_"
 _BOOLS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
@@ -32,9 +32,10 @@ def env_name(key: str) -> str:
 
 def _parse(key: str, text: str) -> Any:
     kind = type(getattr(_DEFAULTS, key))
+    word = text.strip().lower()
     try:
-        if kind is bool:
-            return _BOOLS[text.strip().lower()]
+        if kind is bool or (bool in accepted_types(key) and word in _BOOLS):
+            return _BOOLS[word]
         if kind in (int, float, str):
             return kind(text)
         return json.loads(text)

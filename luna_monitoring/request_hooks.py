@@ -2,14 +2,18 @@
 
 Sanic middleware costs every request about 2 µs just by existing, so the hooks live in a
 subclass of the app's request class instead (``app.request_class``). Its ``__init__``
-takes the start timestamp from the worker's :class:`~luna_monitoring.clock.UniqueClock` and
-sets ``request.ctx.request_id``, before any middleware runs. Its ``respond``, which every
-response passes once before Sanic runs the response middleware (the handler's, the error
-handler's, a streamed one before its first byte), sets the ``LUNA-Request-Id`` header and
-appends the points to the writer's buffer; the first response of a request is the one
-counted. Nothing else happens on the request path. The tag set of a (method, route,
-status) is made once and shared by every point (nobody modifies it), so the encoder's
-prefix cache hits; excluded routes are decided once per route the same way.
+takes the start timestamp from the worker's :class:`~luna_monitoring.clock.UniqueClock`,
+before any middleware runs. Its ``respond``, which every response passes once before Sanic
+runs the response middleware (the handler's, the error handler's, a streamed one before its
+first byte), sets the ``LUNA-Request-Id`` header and appends the points to the writer's
+buffer; the first response of a request is the one counted. Nothing else happens on the
+request path. The request id is made when first needed: by ``request.ctx`` (Sanic makes the
+context on first use; its ``request_id`` is set then, unless the app's context type has no
+room for it) or by the response. The header's name and value are
+:class:`~luna_monitoring.header_text.HeaderText`, which Sanic need not sanitise. The tag
+set of a (method, route, status) is made once and shared by every point (nobody modifies
+it), so the encoder's prefix cache hits; excluded routes are decided once per route the
+same way.
 
 * ``route``: ``METHOD:/template`` as the route was declared (``GET:/handlers/<handler_id>``,
   Sanic's implicit ``:str`` left out). No route for the path: ``METHOD:__unmatched__``
@@ -26,13 +30,13 @@ prefix cache hits; excluded routes are decided once per route the same way.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from types import MappingProxyType
 from typing import Any
 
-from multidict import istr
 from orjson import loads
 from sanic import HTTPResponse, Request
 from sanic.constants import HTTP_METHODS
@@ -40,6 +44,7 @@ from sanic.response import BaseHTTPResponse
 from sanic_routing import Route
 
 from .caches import with_room
+from .header_text import HeaderName, HeaderText
 from .point import Point
 from .request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
 from .schema import SERIES, field_value, tag_value
@@ -52,8 +57,7 @@ OTHER_METHOD = "OTHER"
 MAX_ERROR_BODY_BYTES = 65536
 """JSON error bodies up to this size are read for their ``error_code``."""
 
-_STATE = "_luna_monitoring"  # request slot: (start_ns, start_perf, tags, fields, request_id)
-_HEADER = istr(REQUEST_ID_HEADER)  # a case-insensitive key the header dicts need not fold
+_HEADER = HeaderName(REQUEST_ID_HEADER)  # case-insensitive: the header dicts need not fold it
 _RESERVED_TAGS = frozenset(("service", *SERIES["requests"].tags))
 _RESERVED_FIELDS = frozenset(("request_id", "execution_time"))
 _FIELD_TYPES = SERIES["requests"].fields
@@ -92,18 +96,21 @@ class RequestHooks:
     def request_class(self, base: type[Request]) -> type[Request]:
         """A subclass of ``base`` (the app's request class) that calls these hooks.
 
-        ``__init__`` (Sanic makes a request as soon as its head is parsed) calls
-        :meth:`on_request`; ``respond`` (every response goes through it once: the one a
-        handler returns, an error handler's, and a streamed one before its first byte)
-        calls :meth:`on_response` before Sanic runs any response middleware.
+        ``__init__`` (Sanic makes a request as soon as its head is parsed) takes the start
+        time; ``respond`` (every response goes through it once: the one a handler returns,
+        an error handler's, and a streamed one before its first byte) calls
+        :meth:`on_response` before Sanic runs any response middleware. The request id is
+        made when first needed: by ``request.ctx`` (which Sanic creates on first use) or by
+        the response.
         """
         base_init = base.__init__
         base_respond = base.respond
-        on_request = self.on_request
+        base_ctx = base.ctx.fget
+        hooks = self
         on_response = self.on_response
 
         class MonitoredRequest(base):
-            __slots__ = (_STATE,)
+            __slots__ = ("_luna_id", "_luna_more", "_luna_start", "_luna_start_ns")
 
             def __init__(
                 self,
@@ -119,7 +126,15 @@ class RequestHooks:
                 base_init(
                     self, url_bytes, headers, version, method, transport, app, head, stream_id
                 )
-                on_request(self)
+                self._luna_start_ns = hooks._now_ns()
+                self._luna_start = perf_counter()
+                self._luna_id = self._luna_more = None
+
+            @property
+            def ctx(self) -> Any:
+                if self._ctx is None:
+                    _set_request_id(base_ctx(self), self._luna_id or _assign_id(self))
+                return self._ctx
 
             def respond(
                 self,
@@ -139,28 +154,16 @@ class RequestHooks:
         MonitoredRequest.__name__ = MonitoredRequest.__qualname__ = f"Monitored{base.__name__}"
         return MonitoredRequest
 
-    def on_request(self, request: Request) -> None:
-        """A new request: its start time and ``request.ctx.request_id``."""
-        start_ns = self._now_ns()
-        incoming = request.headers.get(_HEADER)
-        request_id = request.ctx.request_id = (
-            new_request_id(start_ns // 1_000_000_000)
-            if incoming is None
-            else request_id_for(incoming, start_ns // 1_000_000_000)
-        )
-        request._luna_monitoring = (start_ns, perf_counter(), None, None, request_id)
-
     def on_response(self, request: Request, response: BaseHTTPResponse) -> None:
         """A response about to be sent: the ``LUNA-Request-Id`` header and, the first time
         for this request, the points."""
-        state = request._luna_monitoring
-        if state is None:  # a second response (Sanic refuses it): the header only
-            response.headers[_HEADER] = request.ctx.request_id
+        request_id = request._luna_id or _assign_id(request)
+        response.headers[_HEADER] = HeaderText(request_id)
+        start_ns = request._luna_start_ns
+        if start_ns is None:  # a second response (Sanic refuses it): the header only
             return
-        request._luna_monitoring = None
-        start_ns, start, tags, fields, request_id = state
-        execution_time = perf_counter() - start
-        response.headers[_HEADER] = request_id
+        request._luna_start_ns = None
+        execution_time = perf_counter() - request._luna_start
         status = response.status
         route = request.route
         entry = self._entries.get((request.method, route and route.path, status))
@@ -170,9 +173,10 @@ class RequestHooks:
             return
         route_tags, route_name = entry
         point_fields = {"request_id": request_id, "execution_time": execution_time}
-        if tags is not None:
+        more = request._luna_more
+        if more is not None:
+            tags, fields = more
             route_tags = {**route_tags, **tags}
-        if fields is not None:
             point_fields.update(fields)
         emit = self._emit
         emit(_new_point(Point, ("requests", start_ns, route_tags, point_fields)))
@@ -268,7 +272,7 @@ def add_request_tags(request: Request, **tags: str | int | float | bool) -> None
         if key in _RESERVED_TAGS:
             raise ValueError(f"requests: tag {key!r} is set by the monitoring itself")
         checked[key] = tag_value("requests", key, value)
-    _add(request, 2, checked)
+    _add(request, 0, checked)
 
 
 def add_request_fields(request: Request, **fields: Any) -> None:
@@ -288,7 +292,7 @@ def add_request_fields(request: Request, **fields: Any) -> None:
         converted = _request_field(key, value)
         if converted is not None:
             checked[key] = converted
-    _add(request, 3, checked)
+    _add(request, 1, checked)
 
 
 def _request_field(key: str, value: Any) -> Any:
@@ -308,9 +312,24 @@ def _request_field(key: str, value: Any) -> Any:
 
 
 def _add(request: Request, index: int, items: dict) -> None:
-    """Merge ``items`` into the tags (2) or fields (3) of a monitored request's state."""
-    state = getattr(request, _STATE, None)
-    if state is None or not items:
+    """Merge ``items`` into the tags (0) or fields (1) added to a monitored request."""
+    if not items or getattr(request, "_luna_start_ns", None) is None:
         return
-    added = items if state[index] is None else {**state[index], **items}
-    setattr(request, _STATE, (*state[:index], added, *state[index + 1 :]))
+    more = request._luna_more or ({}, {})
+    request._luna_more = (*more[:index], {**more[index], **items}, *more[index + 1 :])
+
+
+def _assign_id(request: Request) -> str:
+    """The request's id, made now: its well-formed ``LUNA-Request-Id``, else a new one."""
+    seconds = request._luna_start_ns // 1_000_000_000
+    incoming = request.headers.get(_HEADER)
+    request._luna_id = request_id = (
+        new_request_id(seconds) if incoming is None else request_id_for(incoming, seconds)
+    )
+    return request_id
+
+
+def _set_request_id(ctx: Any, request_id: str) -> None:
+    """``ctx.request_id``, unless the app's context type cannot take it."""
+    with contextlib.suppress(AttributeError, TypeError):
+        ctx.request_id = request_id

@@ -6,30 +6,32 @@ otherwise a new one is made.
 
 New ids carry a random version-4 UUID. ``str(uuid.uuid4())`` costs about 2.5 µs; formatting
 one UUID from random bits in Python still costs about 0.6 µs, and over 1.5 µs on a busy
-server whose caches are cold. So UUIDs are made 256 at a time from one ``os.urandom`` read,
-formatted by C code (``struct`` and ``bytes %``), and handed out one by one: about 0.4 µs
-per request, the batch included. A forked child starts with an empty batch.
+server whose caches are cold. So UUIDs are made 256 at a time, by C code only: one
+``os.urandom`` read turned into hex digits, which extended-slice assignments place into a
+template of dashes and commas, one digit column at a time; the version digit is set to
+``4`` and the variant digit mapped into ``8``-``b`` by a translate table. About 0.16 µs per
+UUID, handed out one by one. A forked child starts with an empty batch.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import struct
+from binascii import hexlify
 
 REQUEST_ID_HEADER = "LUNA-Request-Id"
 
 _ID = re.compile(r"[0-9]{1,10},[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 _BATCH = 256
-# Per UUID (128 bits, big-endian): clear the version nibble and the two variant bits, then
-# set version 4 and the RFC 4122 variant (binary 10).
-_KEEP = ~((0xF << 76) | (0x3 << 62)) & (2**128 - 1)
-_VERSION_4 = (0x4 << 76) | (0x2 << 62)
-_BATCH_KEEP = sum(_KEEP << (128 * k) for k in range(_BATCH))
-_BATCH_VERSION_4 = sum(_VERSION_4 << (128 * k) for k in range(_BATCH))
-_SPLIT_HEX = struct.Struct("8s4s4s4s12s" * _BATCH).unpack  # 32 hex digits -> 8-4-4-4-12
-_FORMAT = b",".join([b"%s-%s-%s-%s-%s"] * _BATCH)
+# The 36 characters of a UUID, then a comma: where each of its 32 hex digits goes.
+_DIGIT_MOVES = [
+    (slice(position, None, 37), slice(digit, None, 32))
+    for digit, position in enumerate(p for p in range(36) if p not in (8, 13, 18, 23))
+]
+_TEMPLATE = (b"-" * 36 + b",") * _BATCH
+_VERSION = slice(14, None, 37), b"4" * _BATCH
+_VARIANT = slice(19, None, 37), bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
 _uuids: list[str] = []
 os.register_at_fork(after_in_child=_uuids.clear)
 
@@ -70,6 +72,10 @@ def request_id_for(incoming: str | None, unix_seconds: int) -> str:
 
 def _uuid4_batch() -> list[str]:
     """``_BATCH`` random version-4 UUIDs in canonical form."""
-    bits = int.from_bytes(os.urandom(16 * _BATCH)) & _BATCH_KEEP | _BATCH_VERSION_4
-    digits = bits.to_bytes(16 * _BATCH).hex().encode()
-    return (_FORMAT % _SPLIT_HEX(digits)).decode().split(",")
+    digits = hexlify(os.urandom(16 * _BATCH))
+    text = bytearray(_TEMPLATE)
+    for to, source in _DIGIT_MOVES:
+        text[to] = digits[source]
+    text[_VERSION[0]] = _VERSION[1]
+    text[_VARIANT[0]] = text[_VARIANT[0]].translate(_VARIANT[1])
+    return text[:-1].decode().split(",")

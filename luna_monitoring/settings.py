@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from types import MappingProxyType
 from typing import Any
 
@@ -171,6 +172,12 @@ _KEYS: dict[str, _Key] = {
     "excluded_routes": _Key(_ANY, (), _patterns, "regexes on METHOD:/template; no points"),
     "plugins": _Key(_ANY, (), _plugin_paths, '"package.module:ClassName" plugins'),
     "prometheus": _Key(_ANY, {}, _prometheus, "Prometheus exposition, see below"),
+    "gzip": _Key(
+        (bool, str),
+        "auto",
+        _one_of("auto", True, False),
+        'gzip writes ("auto": unless loopback)',
+    ),
     "write_timeout_s": _Key(_FLOAT, 10.0, _positive, "timeout of one HTTP write"),
     "max_retry_delay_s": _Key(_FLOAT, 30.0, _positive, "cap of the backoff between retries"),
     "shutdown_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on the final flush at stop"),
@@ -206,6 +213,7 @@ class Settings:
     excluded_routes: tuple[re.Pattern[str], ...] = ()
     plugins: tuple[str, ...] = ()
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    gzip: bool | str = "auto"
     write_timeout_s: float = 10.0
     max_retry_delay_s: float = 30.0
     shutdown_timeout_s: float = 5.0
@@ -239,10 +247,28 @@ class Settings:
         return f"{'https' if self.use_ssl else 'http'}://{self.host}:{self.port}"
 
     @property
+    def compress(self) -> bool:
+        """Whether write bodies are gzip-compressed: ``gzip``, where ``"auto"`` means yes
+        unless ``host`` is a loopback address or ``localhost`` (no network to save)."""
+        if self.gzip != "auto":
+            return self.gzip
+        if self.host.lower() == "localhost":
+            return False
+        try:
+            return not ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:  # a host name
+            return True
+
+    @property
     def target(self) -> str:
         """Where points go, for logs: URL plus bucket or database (never credentials)."""
         where = f"bucket {self.bucket!r}" if self.version == 2 else f"database {self.database!r}"
         return f"InfluxDB v{self.version} at {self.url}, {where}"
+
+
+def accepted_types(key: str) -> tuple[type, ...]:
+    """The value types a config key accepts (``(object,)``: checked by its own rule)."""
+    return _KEYS[key].types
 
 
 def config_reference() -> list[tuple[str, str, str]]:

@@ -79,14 +79,16 @@ def prometheus_factory() -> Iterator[Callable[..., Prometheus]]:
 
 @pytest.fixture
 def make_app(influx_db: InfluxDatabase) -> Iterator[Callable[..., Sanic]]:
-    """``make_app(extension_plugins=(), **monitoring)`` -> a uniquely named app with
-    ``MonitoringExtension(plugins=extension_plugins)`` writing to ``influx_db`` (InfluxDB
-    1.x, 0.1 s flushing period); keys given override those."""
+    """``make_app(extension_plugins=(), request_class=None, **monitoring)`` -> a uniquely
+    named app with ``MonitoringExtension(plugins=extension_plugins)`` writing to
+    ``influx_db`` (InfluxDB 1.x, 0.1 s flushing period); keys given override those."""
     Sanic.test_mode = True
     names = []
 
-    def factory(extension_plugins: tuple = (), **monitoring: Any) -> Sanic:
-        app = Sanic(unique_name("app"))
+    def factory(
+        extension_plugins: tuple = (), request_class: type | None = None, **monitoring: Any
+    ) -> Sanic:
+        app = Sanic(unique_name("app"), request_class=request_class)
         names.append(app.name)
         app.config.MONITORING = {
             "version": 1,

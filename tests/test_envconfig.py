@@ -46,6 +46,11 @@ class TestParsing:
         """Booleans accept 1/0, true/false, yes/no, on/off in any case."""
         assert config_from_env({"LUNA_MONITORING_USE_SSL": text}) == {"use_ssl": value}
 
+    @pytest.mark.parametrize(("text", "value"), [("auto", "auto"), ("off", False), ("1", True)])
+    def test_gzip_takes_a_boolean_or_auto(self, text, value):
+        config = config_from_env({"LUNA_MONITORING_GZIP": text})
+        assert config == {"gzip": value} and Settings.from_config(config).gzip == value
+
     def test_floats_and_json(self):
         """Numbers are parsed; list and dict keys take JSON."""
         config = config_from_env(

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-from sanic import Sanic
+from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import empty, json, text
 from servers import InfluxDatabase
@@ -393,6 +393,50 @@ class TestAlongsideTheAppsOwnHooks:
         [point] = await stored(app, influx_db, "requests")
         assert seen == {"request": point["request_id"], "response": point["request_id"]}
         assert response.headers[HEADER] == point["request_id"]
+
+    async def test_a_context_first_used_after_the_response_has_the_sent_id(
+        self, make_app, serve_app, influx_db
+    ):
+        app = make_app()
+        seen = {}
+
+        @app.get("/plain")
+        async def plain(request):
+            return text("no ctx here")
+
+        @app.on_response
+        def after(request, response):
+            seen["ctx"] = request.ctx.request_id
+
+        async with httpx.AsyncClient(base_url=await serve_app(app)) as client:
+            response = await client.get("/plain")
+        [point] = await stored(app, influx_db, "requests")
+        assert seen["ctx"] == response.headers[HEADER] == point["request_id"]
+
+    async def test_a_context_type_without_room_for_the_id_still_works(
+        self, make_app, serve_app, influx_db
+    ):
+        class SlottedContext:
+            __slots__ = ("user",)
+
+        class AppRequest(Request):
+            @staticmethod
+            def make_context():
+                return SlottedContext()
+
+        app = make_app(request_class=AppRequest)
+
+        @app.get("/user")
+        async def user(request):
+            request.ctx.user = "u1"
+            return json({"user": request.ctx.user, "type": type(request).__name__})
+
+        async with httpx.AsyncClient(base_url=await serve_app(app)) as client:
+            response = await client.get("/user")
+        [point] = await stored(app, influx_db, "requests")
+        assert response.json() == {"user": "u1", "type": "MonitoredAppRequest"}
+        assert is_request_id(response.headers[HEADER])
+        assert point["request_id"] == response.headers[HEADER]
 
     async def test_a_second_response_is_not_counted_again(self, make_app, serve_app, influx_db):
         app = make_app()

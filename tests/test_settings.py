@@ -30,6 +30,7 @@ class TestDefaults:
         assert s.prometheus.enabled is False
         assert s.prometheus.path == "/metrics"
         assert dict(s.prometheus.extra_labels) == {}
+        assert s.gzip == "auto"
 
     def test_none_means_defaults(self):
         """A missing MONITORING section is the defaults."""
@@ -51,6 +52,24 @@ class TestDefaults:
         assert s.url == "https://db.local:443"
         v1 = Settings.from_config({"version": 1, "database": "mon"})
         assert v1.target == "InfluxDB v1 at http://127.0.0.1:8086, database 'mon'"
+
+    @pytest.mark.parametrize(
+        ("host", "gzip", "compress"),
+        [
+            ("127.0.0.1", "auto", False),
+            ("127.8.0.3", "auto", False),
+            ("localhost", "auto", False),
+            ("::1", "auto", False),
+            ("[::1]", "auto", False),
+            ("10.0.0.5", "auto", True),
+            ("influxdb.example", "auto", True),
+            ("127.0.0.1", True, True),
+            ("influxdb.example", False, False),
+        ],
+    )
+    def test_gzip_auto_compresses_unless_the_host_is_loopback(self, host, gzip, compress):
+        """No network between the worker and a loopback database: nothing to compress for."""
+        assert Settings.from_config({"host": host, "gzip": gzip}).compress is compress
 
     def test_excluded_routes_are_compiled(self):
         """excluded_routes become compiled patterns."""
@@ -80,6 +99,8 @@ class TestErrors:
             ({"version": 3}, "MONITORING['version']: expected one of 1, 2, got 3"),
             ({"storage_type": "sql"}, "MONITORING['storage_type']: expected one of 'influx'"),
             ({"send_data_for_monitoring": 1}, "expected bool, got 1"),
+            ({"gzip": "yes"}, "MONITORING['gzip']: expected one of 'auto', True, False, got 'y"),
+            ({"gzip": 1}, "MONITORING['gzip']: expected bool or str, got 1"),
             ({"service": ""}, "MONITORING['service']: expected a non-empty string, got ''"),
             ({"excluded_routes": "GET:/"}, "expected a list of strings, got 'GET:/'"),
             ({"excluded_routes": ["("]}, "MONITORING['excluded_routes']: expected valid regular"),

@@ -77,7 +77,7 @@ class TestInfluxV2:
     async def test_request_is_gzip_with_token_org_bucket_and_ns(self) -> None:
         with StubServer() as stub:
             config = {"port": stub.port, "token": TOKEN, "organization": "org", "bucket": "b"}
-            await write(make_storage(settings(**config)), b"m x=1i 1\nm x=2i 2")
+            await write(make_storage(settings(gzip=True, **config)), b"m x=1i 1\nm x=2i 2")
         [request] = stub.writes
         assert request.path == "/api/v2/write"
         assert dict(request.query) == {"org": "org", "bucket": "b", "precision": "ns"}
@@ -133,7 +133,7 @@ class TestInfluxV1:
 
     async def test_credentials_go_in_basic_auth_header_not_url(self) -> None:
         with StubServer() as stub:
-            config = {"port": stub.port, "username": "luna", "password": PASSWORD}
+            config = {"port": stub.port, "username": "luna", "password": PASSWORD, "gzip": True}
             await write(make_storage(settings(version=1, database="db", **config)), b"m x=1i 1")
         [request] = stub.writes
         assert request.path == "/write"
@@ -141,6 +141,14 @@ class TestInfluxV1:
         assert request.headers["Authorization"] == f"Basic {BASIC}"
         assert request.content_encoding == "gzip"
         assert request.body == b"m x=1i 1"
+
+    @pytest.mark.parametrize("version", [1, 2])
+    async def test_loopback_bodies_are_sent_uncompressed(self, version: int) -> None:
+        with StubServer() as stub:
+            await write(make_storage(settings(version=version, port=stub.port)), b"m x=1i 1")
+        [request] = stub.writes
+        assert request.content_encoding in (None, "identity")
+        assert request.raw_body == b"m x=1i 1"
 
     async def test_no_credentials_no_auth_header(self) -> None:
         with StubServer() as stub:

@@ -7,11 +7,19 @@ from base64 import b64encode
 import aiohttp
 
 from ..settings import Settings
-from . import WriteError, connection_message, gzip_body, parse_retry_after, redactor, server_message
+from . import (
+    WriteError,
+    connection_message,
+    encode_body,
+    parse_retry_after,
+    redactor,
+    server_message,
+)
 
 
 class InfluxV1Storage:
-    """POSTs gzip-compressed line protocol to ``/write?db=&rp=&precision=ns``.
+    """POSTs line protocol to ``/write?db=&rp=&precision=ns``, gzip-compressed if
+    ``settings.compress``.
 
     Credentials go in an ``Authorization: Basic`` header, never in the URL.
     """
@@ -22,10 +30,10 @@ class InfluxV1Storage:
         self._params = {"db": settings.database, "precision": "ns"}
         if settings.retention_policy:
             self._params["rp"] = settings.retention_policy
-        self._headers = {
-            "Content-Type": "text/plain; charset=utf-8",
-            "Content-Encoding": "gzip",
-        }
+        self._gzip = settings.compress
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self._gzip:
+            self._headers["Content-Encoding"] = "gzip"
         basic = ""
         if settings.username or settings.password:
             basic = b64encode(f"{settings.username}:{settings.password}".encode()).decode()
@@ -43,7 +51,7 @@ class InfluxV1Storage:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s)
             )
-        data = await gzip_body(body)
+        data = await encode_body(body, self._gzip)
         try:
             async with self._session.post(
                 self._url, params=self._params, data=data, headers=self._headers

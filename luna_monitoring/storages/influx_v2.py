@@ -8,14 +8,22 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 
 from ..settings import Settings
-from . import WriteError, connection_message, gzip_body, parse_retry_after, redactor, server_message
+from . import (
+    WriteError,
+    connection_message,
+    encode_body,
+    parse_retry_after,
+    redactor,
+    server_message,
+)
 
 
 class InfluxV2Storage:
-    """Writes gzip-compressed line protocol with ``InfluxDBClientAsync``'s write service.
+    """Writes line protocol with ``InfluxDBClientAsync``'s write service.
 
-    The body is compressed here, off the event loop, and sent with ``Content-Encoding:
-    gzip``; the client's own ``enable_gzip`` would compress at level 9 on the event loop.
+    With ``settings.compress`` the body is compressed here, off the event loop, and sent
+    with ``Content-Encoding: gzip``; the client's own ``enable_gzip`` would compress at
+    level 9 on the event loop.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -42,14 +50,14 @@ class InfluxV2Storage:
     async def write(self, body: bytes) -> None:
         """Send one body; raise :class:`WriteError` unless the server answers 2xx."""
         service = self._service or self._open()
-        data = await gzip_body(body)
+        data = await encode_body(body, self._settings.compress)
         try:
             await service.post_write_async(
                 org=self._settings.organization,
                 bucket=self._settings.bucket,
                 body=data,
                 precision="ns",
-                content_encoding="gzip",
+                content_encoding="gzip" if self._settings.compress else "identity",
                 content_type="text/plain; charset=utf-8",
             )
         except ApiException as exc:

@@ -1,0 +1,45 @@
+"""Response header text that Sanic need not sanitise.
+
+Sanic sanitises every response header name and value on its way out:
+``text.translate(HEADER_TRANSLATION_TABLE)`` deletes CR, LF and NUL, one character at a time
+(about 0.6 µs for ``LUNA-Request-Id``, 0.8 µs for its value), after formatting the value with
+``f"{value}"``. The name and the value of ``LUNA-Request-Id`` are known to hold none of
+those characters (a request id is digits, hex digits, a comma and dashes), so they are
+:class:`HeaderText`: ``translate`` with Sanic's table and plain formatting return the text
+itself. Every other use behaves as ``str`` (``istr``: case-insensitive), and when Sanic
+sanitises differently the table does not match and the text is translated as usual.
+"""
+
+from __future__ import annotations
+
+from multidict import istr
+
+try:
+    from sanic.response.types import HEADER_TRANSLATION_TABLE
+except ImportError:  # another Sanic: nothing is skipped
+    HEADER_TRANSLATION_TABLE = None
+
+_UNCHANGED = HEADER_TRANSLATION_TABLE if HEADER_TRANSLATION_TABLE is not None else object()
+
+
+def _translate(self: str, table: object) -> str:
+    return self if table is _UNCHANGED else str.translate(self, table)
+
+
+def _format(self: str, spec: str) -> str:
+    return self if not spec else str.__format__(self, spec)
+
+
+class HeaderText(str):
+    """A header value without CR, LF or NUL (the caller makes sure)."""
+
+    __slots__ = ()
+    translate = _translate
+    __format__ = _format
+
+
+class HeaderName(istr):
+    """A case-insensitive header name without CR, LF or NUL."""
+
+    __slots__ = ()
+    translate = _translate
