@@ -8,6 +8,11 @@ only in monitoring:
 * ``monitored``: ``MonitoringExtension`` delivering to a local InfluxDB 1.x.
 * ``excluded``: ``MonitoringExtension`` with ``excluded_routes: [".*"]``: request ids and the
   header, no points (what the request hooks cost before any point is made).
+* ``gzip``: ``monitored`` with ``gzip: True`` (the default, ``"auto"``, does not compress
+  for a loopback database).
+* ``header``: no monitoring; the handler sets a fixed ``LUNA-Request-Id`` header on its
+  response: what Sanic itself spends on one such header, a floor for any monitoring that
+  must send it.
 * ``naive``: two ``async`` middlewares that make a request id with ``uuid4``, set the
   header, build an ``influxdb_client.Point`` per request and buffer its line (sent to the
   same InfluxDB every second).
@@ -44,7 +49,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
 
-VARIANTS = ("bare", "monitored", "excluded", "naive", "bare+builtins", "monitored+builtins")
+VARIANTS = (
+    "bare",
+    "monitored",
+    "excluded",
+    "gzip",
+    "header",
+    "naive",
+    "bare+builtins",
+    "monitored+builtins",
+)
+FIXED_ID = "1700000000,1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 APP_CPU, LOAD_CPU = 0, 1
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -63,14 +78,19 @@ def serve(variant: str, port: int, influx_port: int, database: str) -> None:
     app.config.MONITORING = {"version": 1, "port": influx_port, "database": database}
     if monitoring == "excluded":
         app.config.MONITORING["excluded_routes"] = [".*"]
-    extensions = [MonitoringExtension] if monitoring in ("monitored", "excluded") else []
+    elif monitoring == "gzip":
+        app.config.MONITORING["gzip"] = True
+    monitored = monitoring in ("monitored", "excluded", "gzip")
+    extensions = [MonitoringExtension] if monitored else []
     app.extend(extensions=extensions, built_in_extensions=bool(builtins))
     if monitoring == "naive":
         _add_naive_monitoring(app, f"http://127.0.0.1:{influx_port}/write?db={database}")
 
+    headers = {"LUNA-Request-Id": FIXED_ID} if monitoring == "header" else None
+
     @app.get("/")
     async def hello(request):
-        return text("hello")
+        return text("hello", headers=headers)
 
     app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False)
 
@@ -169,7 +189,8 @@ def run_variant(variant: str, influx: InfluxDB1, seconds: int, connections: int)
     finally:
         app.send_signal(signal.SIGINT)
         app.wait(30)
-    stored = influx.count(database, "requests") if "monitored" in variant else None
+    delivers = variant.startswith(("monitored", "gzip"))
+    stored = influx.count(database, "requests") if delivers else None
     influx.drop_database(database)
     return {
         "rps": requests / elapsed,

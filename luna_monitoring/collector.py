@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sanic import Request
 
 from .caches import with_room
-from .point import Point
+from .point import PointTuple
 from .schema import (
     ESTIMATOR_SERIES,
     INT64_MAX,
@@ -56,7 +56,6 @@ _NUMERIC_FIELDS: Mapping[str, Mapping[str, type]] = {
 }
 _USAGE_FIELDS: Mapping[str, str] = {name: f"{name}_usages" for name in USAGE_ESTIMATORS}
 _IMAGE_LOAD = SERIES["image_load"]
-_new_point = tuple.__new__  # Point(...) without NamedTuple's slower Python-level __new__
 # service -> {batch_size or (batch_size, extra tag, its value): tags of estimator points},
 # at most _MAX_SERVICES x _MAX_TAG_SETS (each dict is emptied when full)
 _TAG_SETS: dict[str, dict[Hashable, Mapping[str, str]]] = {}
@@ -98,17 +97,12 @@ def _estimator_tags(
 def _checked_fields(series: str, fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` checked against ``series``; converted (and ``None``/NaN/inf dropped) if needed."""
     types = _NUMERIC_FIELDS[series]
-    try:
-        for key, value in fields.items():
-            # One comparison checks the int64 range of ints (but -2**63, left to check_fields)
-            # and the finiteness of floats (NaN compares false).
-            if type(value) is not types[key] or not abs(value) <= INT64_MAX:
-                break
-        else:
-            return fields
-    except KeyError:  # an unknown field: check_fields names the valid ones
-        pass
-    return SERIES[series].check_fields(fields)
+    for key, value in fields.items():
+        # One comparison checks the int64 range of ints (but -2**63, left to check_fields)
+        # and the finiteness of floats (NaN compares false); an unknown key's type is None.
+        if type(value) is not types.get(key) or not abs(value) <= INT64_MAX:
+            return SERIES[series].check_fields(fields)
+    return fields
 
 
 class Timing:
@@ -145,7 +139,7 @@ class Timing:
                 fields = {"execution_time": elapsed}
             elif "execution_time" not in fields:
                 fields["execution_time"] = elapsed
-            self._sink.append(_new_point(Point, (self._series, self._time_ns, self._tags, fields)))
+            self._sink.append((self._series, self._time_ns, self._tags, fields))
 
 
 class EstimationCollector:
@@ -179,8 +173,8 @@ class EstimationCollector:
             tag_sets = with_room(_TAG_SETS, _MAX_SERVICES)[service] = {}
         self._tag_sets = tag_sets
         self._start_ns = clock()
-        self._images: list[Point] = []
-        self._estimations: list[Point] = []
+        self._images: list[PointTuple] = []
+        self._estimations: list[PointTuple] = []
         self._usages: dict[str, int] | None = None
 
     def estimation(self, series: str, *, batch_size: int, **tags: Any) -> Timing:
@@ -232,7 +226,7 @@ class EstimationCollector:
                 f"{series}: execution_time must be a finite number >= 0, got {execution_time!r}"
             )
         start_ns = self._clock() - round(seconds * 1e9)
-        self._estimations.append(_new_point(Point, (series, start_ns, tag_values, fields)))
+        self._estimations.append((series, start_ns, tag_values, fields))
 
     def image_load(self, *, format: str, exif: bool, autorotated: bool) -> Timing:
         """Time the ``with`` block as one image load; ``.set(size=, height=, width=)``.
@@ -266,8 +260,8 @@ class EstimationCollector:
             self._usages = dict.fromkeys(_USAGE_FIELDS.values(), 0)
         self._usages[field] += count
 
-    def points(self, execution_time: float) -> list[Point]:
-        """The request's points, or none if nothing was recorded.
+    def points(self, execution_time: float) -> list[PointTuple]:
+        """The request's point tuples, or none if nothing was recorded.
 
         ``sdkloop_task`` (lasting ``execution_time`` seconds), the image loads, the
         estimations and ``usages_statistic`` with all usage counts.
@@ -278,10 +272,10 @@ class EstimationCollector:
         task_tags = {"service": service, "image_count": str(len(self._images))}
         usages = self._usages or dict.fromkeys(_USAGE_FIELDS.values(), 0)
         return [
-            Point("sdkloop_task", self._start_ns, task_tags, {"execution_time": execution_time}),
+            ("sdkloop_task", self._start_ns, task_tags, {"execution_time": execution_time}),
             *self._images,
             *self._estimations,
-            Point("usages_statistic", self._start_ns, {"service": service}, usages),
+            ("usages_statistic", self._start_ns, {"service": service}, usages),
         ]
 
 
@@ -321,7 +315,7 @@ class _NullCollector(EstimationCollector):
     def add_usage(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def points(self, execution_time: float) -> list[Point]:
+    def points(self, execution_time: float) -> list[PointTuple]:
         return []
 
 

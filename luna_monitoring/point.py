@@ -61,6 +61,18 @@ class Point(NamedTuple):
     fields: Mapping[str, Any]
 
 
+PointTuple = tuple[str, int, Mapping[str, str], Mapping[str, Any]]
+"""A point as it is buffered: ``(series, time_ns, tags, fields)``. A :class:`Point` is one;
+the request path makes plain tuples, four times cheaper to make than a ``Point``."""
+
+_new_point = tuple.__new__  # Point(...) without NamedTuple's Python-level __new__
+
+
+def as_points(points: Iterable[PointTuple]) -> list[Point]:
+    """The :class:`Point` of each point tuple, for code that reads them by name."""
+    return [point if type(point) is Point else _new_point(Point, point) for point in points]
+
+
 _LINE_BREAKS = str.maketrans({"\n": " ", "\r": " "})
 _LOOSE_BACKSLASHES = re.compile(r'\\+(?=[, ="]|\Z)')
 _SKIPPED_AT_START = "\t\0"

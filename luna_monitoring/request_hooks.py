@@ -45,7 +45,7 @@ from sanic_routing import Route
 
 from .caches import with_room
 from .header_text import HeaderName, HeaderText
-from .point import Point
+from .point import PointTuple
 from .request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
 from .schema import SERIES, field_value, tag_value
 from .settings import Settings
@@ -62,7 +62,6 @@ _RESERVED_TAGS = frozenset(("service", *SERIES["requests"].tags))
 _RESERVED_FIELDS = frozenset(("request_id", "execution_time"))
 _FIELD_TYPES = SERIES["requests"].fields
 _EXCLUDED = ()  # cache entry of a route that emits no points
-_new_point = tuple.__new__  # Point(...) without NamedTuple's Python-level __new__
 
 
 def _never(route: str) -> bool:
@@ -86,9 +85,9 @@ class RequestHooks:
         self._entries: dict[tuple, tuple] = {}
         self._error_tags: dict[tuple, MappingProxyType] = {}
         self._now_ns: Callable[[], int] | None = None
-        self._emit: Callable[[Point], None] | None = None
+        self._emit: Callable[[PointTuple], None] | None = None
 
-    def bind(self, now_ns: Callable[[], int], emit: Callable[[Point], None]) -> None:
+    def bind(self, now_ns: Callable[[], int], emit: Callable[[PointTuple], None]) -> None:
         """Take timestamps from ``now_ns`` and hand points to ``emit`` (this worker's)."""
         self._now_ns = now_ns
         self._emit = emit
@@ -179,10 +178,10 @@ class RequestHooks:
             route_tags = {**route_tags, **tags}
             point_fields.update(fields)
         emit = self._emit
-        emit(_new_point(Point, ("requests", start_ns, route_tags, point_fields)))
+        emit(("requests", start_ns, route_tags, point_fields))
         if status >= 400:
             error_tags = self._errors_tags(route_name, status, error_code(response))
-            emit(_new_point(Point, ("errors", start_ns, error_tags, {"request_id": request_id})))
+            emit(("errors", start_ns, error_tags, {"request_id": request_id}))
 
     def _entry(self, request: Request, status: int) -> tuple:
         """Route tags and name of a (method, route, status) not seen before; cached."""

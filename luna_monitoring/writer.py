@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .buffer import Buffer
-from .point import Point
+from .point import Point, PointTuple, as_points
 from .settings import Settings
 from .storages import Storage, WriteError
 from .throttle import LogThrottle
@@ -80,8 +80,9 @@ class Writer:
         self.storage = storage
         self.sinks = tuple(sinks)
         self._buffer = Buffer(settings.max_buffer_points)
-        self.append: Callable[[Point], None] = self._buffer.append
-        """Buffer one point: the request path (a bound ``deque.append``; no I/O, never blocks)."""
+        self.append: Callable[[PointTuple], None] = self._buffer.append
+        """Buffer one point tuple (or :class:`Point`): the request path (a bound
+        ``deque.append``; no I/O, never blocks)."""
         self._batch_size = settings.batch_size
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -201,9 +202,10 @@ class Writer:
         points = buffer.take(TICK_POINTS)
         if not points:
             return False
+        named = as_points(points) if self.sinks else points
         for sink in self.sinks:
             try:
-                sink(points)
+                sink(named)
             except Exception as exc:
                 self._sink_errors += 1
                 self._sink_failed(sink, exc)

@@ -18,6 +18,7 @@ from servers import InfluxDatabase
 from luna_monitoring import EstimationCollector, current_collector, monitored_estimation
 from luna_monitoring import collector as collector_module
 from luna_monitoring.clock import UniqueClock
+from luna_monitoring.point import as_points
 from luna_monitoring.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATORS
 
 SERVICE = "sdk-under-test"
@@ -533,7 +534,7 @@ class TestMisuse:
             estimation.set(execution_time=math.nan)
         with collector.estimation("eyes", batch_size=1) as estimation:
             estimation.set(execution_time=-math.inf)
-        _task, detection, mask, *eyes, _usages = collector.points(1.0)
+        _task, detection, mask, *eyes, _usages = as_points(collector.points(1.0))
         assert set(detection.fields) == {"face_detection_height", "execution_time"}
         assert mask.fields == {"execution_time": 2.0}
         assert type(mask.fields["execution_time"]) is float
@@ -544,7 +545,7 @@ class TestMisuse:
         collector = _collector()
         with collector.estimation("face_detection", batch_size=1) as estimation:
             estimation.set(detection_count=-(2**63), image_height=2**63 - 1, execution_time=3)
-        _task, detection, _usages = collector.points(1.0)
+        _task, detection, _usages = as_points(collector.points(1.0))
         assert detection.fields == {
             "detection_count": -(2**63),
             "image_height": 2**63 - 1,
@@ -585,7 +586,7 @@ class TestTagSets:
         for batch_size in (1, True, 1, 2):
             with collector.estimation("mask", batch_size=batch_size):
                 pass
-        _task, *estimations, _usages = collector.points(1.0)
+        _task, *estimations, _usages = as_points(collector.points(1.0))
         tags = [point.tags for point in estimations]
         expected = ["1", "True", "1.0", "1", "1", "fast"]
         assert [t["descriptor_version"] for t in tags[0:12:2]] == expected
@@ -602,7 +603,7 @@ class TestTagSets:
         collector = _collector()
         with collector.estimation("mask", batch_size=1):
             pass
-        _task, mask, _usages = collector.points(1.0)
+        _task, mask, _usages = as_points(collector.points(1.0))
         with pytest.raises(TypeError):
             mask.tags["batch_size"] = "2"  # type: ignore[index]
         assert mask.tags == {"service": SERVICE, "batch_size": "1"}
@@ -612,6 +613,6 @@ class TestTagSets:
         collector = EstimationCollector(UniqueClock().now_ns, "sdk-many-batch-sizes")
         for batch_size in range(20_000):
             collector.record_estimation("mask", batch_size=batch_size, execution_time=0.0)
-        _task, *masks, _usages = collector.points(1.0)
+        _task, *masks, _usages = as_points(collector.points(1.0))
         assert [int(point.tags["batch_size"]) for point in masks] == list(range(20_000))
         assert 0 < len(collector_module._TAG_SETS["sdk-many-batch-sizes"]) <= 10_000

@@ -13,7 +13,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from servers import InfluxDatabase, InfluxDB1, VictoriaMetrics, unique_name
 
-from luna_monitoring.point import MAX_TIME_NS, MIN_TIME_NS, LineEncoder, Point, join_lines
+from luna_monitoring.point import (
+    MAX_TIME_NS,
+    MIN_TIME_NS,
+    LineEncoder,
+    Point,
+    as_points,
+    join_lines,
+)
 from luna_monitoring.schema import INT64_MAX, INT64_MIN
 
 
@@ -471,3 +478,11 @@ def test_random_numbers_read_back_from_victoriametrics(victoria: VictoriaMetrics
         timestamps, (got,) = stored[i]
         assert timestamps == [points[i].time_ns // 10**6]
         assert math.isclose(got, sent, rel_tol=1e-11), (got, sent)
+
+
+def test_as_points_names_plain_tuples_and_keeps_points():
+    named = Point("m", 1, {"t": "a"}, {"x": 1})
+    plain = ("m", 2, {"t": "b"}, {"x": 2})
+    first, second = as_points([named, plain])
+    assert first is named
+    assert type(second) is Point and second.time_ns == 2 and second == plain

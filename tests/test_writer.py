@@ -343,6 +343,17 @@ class TestSinks:
         await until(lambda: len(received) == 30)
         assert received == batch
 
+    async def test_sinks_get_named_points_for_buffered_plain_tuples(
+        self, stub: StubServer, make_writer: MakeWriter
+    ) -> None:
+        received: list[Point] = []
+        writer = await make_writer(port=stub.port, sinks=(received.extend,))
+        batch = points(3)
+        feed(writer, [tuple(point) for point in batch])
+        await until(lambda: len(received) == 3)
+        assert received == batch and {type(point) for point in received} == {Point}
+        await until(lambda: writer.stats["points_written"] == 3)
+
     async def test_failing_sink_is_counted_and_stops_nothing(
         self, stub: StubServer, make_writer: MakeWriter, caplog: pytest.LogCaptureFixture
     ) -> None:
