@@ -28,7 +28,12 @@ After each monitored run the app is stopped with SIGINT (graceful: the last poin
 flushed) and the ``requests`` points in its database are counted; there are a few more than
 wrk counted, as wrk does not count the requests still in flight when its time is up.
 
-    python bench/overhead.py [--rounds 3] [--seconds 5] [--connections 32]
+With ``--paired`` each variant instead runs at the same time as a bare app, both on CPU 0,
+each loaded by its own wrk: the two share the core and whatever else the machine does in
+those seconds, so their difference in CPU per request is steadier than between runs one
+after the other (the core's caches are shared too, which makes every cost a little higher).
+
+    python bench/overhead.py [--rounds 3] [--seconds 5] [--connections 32] [--paired]
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,36 +174,49 @@ def _wrk(port: int, seconds: int, connections: int) -> int:
     return int(re.search(r"(\d+) requests in", out)[1])
 
 
-def run_variant(variant: str, influx: InfluxDB1, seconds: int, connections: int) -> dict:
-    """Start the app of ``variant``, load it, stop it; throughput, CPU and points delivered."""
-    port, database = free_port(), unique_name("bench")
-    influx.create_database(database)
-    app = subprocess.Popen(
-        ["taskset", "-c", str(APP_CPU), sys.executable, __file__, "--serve", variant,
-         str(port), str(influx.port), database],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def run_together(variants: list[str], influx: InfluxDB1, seconds: int, connections: int) -> list:
+    """Start the apps of ``variants`` (all on APP_CPU), load them at the same time (one wrk
+    each), stop them; per app: throughput, CPU per request and points delivered."""
+    apps = []
     try:
-        wait_until(lambda: http_request("GET", f"http://127.0.0.1:{port}/").status == 200,
-                   timeout=30, ignore=(OSError,))  # fmt: skip
-        sent = 1 + _wrk(port, 1, connections)
-        ticks = _cpu_ticks(app.pid)
-        began = time.monotonic()
-        requests = _wrk(port, seconds, connections)
-        elapsed = time.monotonic() - began
-        cpu_s = (_cpu_ticks(app.pid) - ticks) / TICKS_PER_S
+        for variant in variants:
+            port, database = free_port(), unique_name("bench")
+            influx.create_database(database)
+            process = subprocess.Popen(
+                ["taskset", "-c", str(APP_CPU), sys.executable, __file__, "--serve", variant,
+                 str(port), str(influx.port), database],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            apps.append((variant, process, port, database))
+        for _, _, port, _ in apps:
+            wait_until(lambda port=port: http_request("GET", f"http://127.0.0.1:{port}/").status
+                       == 200, timeout=30, ignore=(OSError,))  # fmt: skip
+        with ThreadPoolExecutor(len(apps)) as pool:
+            warm = list(pool.map(lambda app: 1 + _wrk(app[2], 1, connections), apps))
+            ticks = [_cpu_ticks(process.pid) for _, process, _, _ in apps]
+            began = time.monotonic()
+            done = list(pool.map(lambda app: _wrk(app[2], seconds, connections), apps))
+            elapsed = time.monotonic() - began
+            after = [_cpu_ticks(process.pid) for _, process, _, _ in apps]
+            cpu_s = [(b - a) / TICKS_PER_S for a, b in zip(ticks, after, strict=True)]
     finally:
-        app.send_signal(signal.SIGINT)
-        app.wait(30)
-    delivers = variant.startswith(("monitored", "gzip"))
-    stored = influx.count(database, "requests") if delivers else None
-    influx.drop_database(database)
-    return {
-        "rps": requests / elapsed,
-        "cpu_us": cpu_s / requests * 1e6,
-        "sent": sent + requests,
-        "stored": stored,
-    }
+        for _, process, _, _ in apps:
+            process.send_signal(signal.SIGINT)
+        for _, process, _, _ in apps:
+            process.wait(30)
+    results = []
+    for (variant, _, _, database), sent, requests, cpu in zip(apps, warm, done, cpu_s, strict=True):
+        delivers = variant.startswith(("monitored", "gzip"))
+        results.append(
+            {
+                "rps": requests / elapsed,
+                "cpu_us": cpu / requests * 1e6,
+                "sent": sent + requests,
+                "stored": influx.count(database, "requests") if delivers else None,
+            }
+        )
+        influx.drop_database(database)
+    return results
 
 
 def main() -> None:
@@ -206,6 +225,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument(
+        "--paired", action="store_true", help="run each variant at the same time as bare"
+    )
     parser.add_argument("--serve", nargs=4, metavar=("VARIANT", "PORT", "INFLUX_PORT", "DB"))
     args = parser.parse_args()
     if args.serve:
@@ -215,23 +237,35 @@ def main() -> None:
     if "bare" not in args.variants:
         parser.error("the variants must include bare, the baseline")
     os.sched_setaffinity(0, {LOAD_CPU})  # InfluxDB (a child) runs beside wrk
-    results: dict[str, list[dict]] = {variant: [] for variant in args.variants}
+    others = [variant for variant in args.variants if variant != "bare"]
+    pairs: dict[str, list[tuple[dict, dict]]] = {variant: [] for variant in args.variants}
     with InfluxDB1() as influx:
         for round_ in range(args.rounds):
+            if args.paired:
+                for variant in others[round_ % len(others) :] + others[: round_ % len(others)]:
+                    run, base = run_together([variant, "bare"], influx, args.seconds,
+                                             args.connections)  # fmt: skip
+                    pairs[variant].append((run, base))
+                    pairs["bare"].append((base, base))
+                    print(f"round {round_ + 1} {variant:20} {json.dumps(run)} bare "
+                          f"{json.dumps(base)}", flush=True)  # fmt: skip
+                continue
             shift = round_ % len(args.variants)
+            runs = {}
             for variant in args.variants[shift:] + args.variants[:shift]:
-                result = run_variant(variant, influx, args.seconds, args.connections)
-                results[variant].append(result)
-                print(f"round {round_ + 1} {variant:20} {json.dumps(result)}", flush=True)
-    report(results)
+                [runs[variant]] = run_together([variant], influx, args.seconds, args.connections)
+                print(f"round {round_ + 1} {variant:20} {json.dumps(runs[variant])}", flush=True)
+            for variant, run in runs.items():
+                pairs[variant].append((run, runs["bare"]))
+    report(pairs)
 
 
-def report(results: dict[str, list[dict]]) -> None:
+def report(pairs: dict[str, list[tuple[dict, dict]]]) -> None:
     """Medians over rounds of: throughput and its ratio to bare; CPU per request, the ratio
     it implies (bare CPU / variant CPU: the app's core is saturated, so throughput follows
     it, and it does not swing with other load on the machine as throughput does) and the
-    CPU added to bare; points stored / requests sent."""
-    base = results["bare"]
+    CPU added to bare; points stored / requests sent. Each run is paired with the bare run
+    of its round (``--paired``: the bare app that ran beside it)."""
 
     def median(values) -> float:
         return statistics.median(list(values))
@@ -240,15 +274,14 @@ def report(results: dict[str, list[dict]]) -> None:
         f"\n{'variant':20} {'req/s':>7} {'ratio':>6} {'CPU µs/req':>10} {'CPU ratio':>9} "
         f"{'added µs':>8}  stored/sent"
     )
-    for variant, runs in results.items():
-        pairs = list(zip(runs, base, strict=True))
-        stored = ", ".join(f"{r['stored']}/{r['sent']}" for r in runs if r["stored"] is not None)
+    for variant, runs in pairs.items():
+        stored = ", ".join(f"{r['stored']}/{r['sent']}" for r, _ in runs if r["stored"] is not None)
         print(
-            f"{variant:20} {median(r['rps'] for r in runs):7.0f} "
-            f"{median(r['rps'] / b['rps'] for r, b in pairs):6.3f} "
-            f"{median(r['cpu_us'] for r in runs):10.2f} "
-            f"{median(b['cpu_us'] / r['cpu_us'] for r, b in pairs):9.3f} "
-            f"{median(r['cpu_us'] - b['cpu_us'] for r, b in pairs):8.2f}  {stored}"
+            f"{variant:20} {median(r['rps'] for r, _ in runs):7.0f} "
+            f"{median(r['rps'] / b['rps'] for r, b in runs):6.3f} "
+            f"{median(r['cpu_us'] for r, _ in runs):10.2f} "
+            f"{median(b['cpu_us'] / r['cpu_us'] for r, b in runs):9.3f} "
+            f"{median(r['cpu_us'] - b['cpu_us'] for r, b in runs):8.2f}  {stored}"
         )
 
 
