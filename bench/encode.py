@@ -3,7 +3,9 @@
 Both encode the same request-like points (measurement ``requests``, tags ``service``,
 ``route``, ``status_code``, fields ``execution_time`` and ``request_id``) to identical lines:
 once all points in one call, and once in calls of ``--batch`` points to one encoder, each
-call's lines dropped before the next (as the writer sends each batch). The encoders run
+call's lines dropped before the next (as the writer sends each batch), and in calls of
+``--batch`` again with each distinct tag set one shared ``MappingProxyType``, as the request
+hooks make them (the encoder finds their prefix by identity). The encoders run
 alternately for several rounds in one process. Times are the process's CPU time, so other
 processes on the machine count little; the figures that count are the medians of the
 per-round ratios.
@@ -20,6 +22,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from types import MappingProxyType
 
 from influxdb_client import Point as ClientPoint
 
@@ -58,6 +61,15 @@ def make_points(count: int, seed: int = 1) -> list[Point]:
             },
         )
         for i in range(count)
+    ]
+
+
+def share_tags(points: list[Point]) -> list[Point]:
+    """The same points, equal tag sets replaced by one read-only mapping each."""
+    shared: dict[tuple, MappingProxyType] = {}
+    return [
+        Point(s, t, shared.setdefault(tuple(tags.items()), MappingProxyType(tags)), f)
+        for s, t, tags, f in points
     ]
 
 
@@ -109,18 +121,20 @@ def main() -> None:
     if new_encoder()(points) != encode_client(points):
         raise SystemExit("the encoders disagree: the comparison would be meaningless")
 
-    modes: dict[str, tuple[Callable[[], Encode], ...]] = {
-        f"one call of {args.points:,}": (new_encoder, lambda: encode_client),
-        f"calls of {args.batch:,}": (
-            lambda: in_batches(new_encoder(), args.batch),
-            lambda: in_batches(encode_client, args.batch),
-        ),
+    batches = (
+        lambda: in_batches(new_encoder(), args.batch),
+        lambda: in_batches(encode_client, args.batch),
+    )
+    modes: dict[str, tuple[list[Point], tuple[Callable[[], Encode], ...]]] = {
+        f"one call of {args.points:,}": (points, (new_encoder, lambda: encode_client)),
+        f"calls of {args.batch:,}": (points, batches),
+        f"calls of {args.batch:,}, tag sets shared": (share_tags(points), batches),
     }
     times: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
-        for mode, encoders in modes.items():
+        for mode, (mode_points, encoders) in modes.items():
             for which, make_encode in enumerate(encoders):
-                times.setdefault((mode, which), []).append(cpu_seconds(make_encode(), points))
+                times.setdefault((mode, which), []).append(cpu_seconds(make_encode(), mode_points))
 
     print(f"{args.points:,} request points, {args.rounds} alternating rounds, CPU time, medians")
     for mode in modes:

@@ -3,7 +3,11 @@ r"""The point model and its InfluxDB line-protocol encoding.
 Escaping rules are data: one translate table per context, applied by one-line helpers.
 The encoder caches the escaped ``measurement,tags`` prefix of each distinct tag set and the
 ``key=`` text of each field key, so a steady stream of request points costs one dict lookup
-for its series and tags, one per field key and one ``orjson`` call per float.
+for its series and tags, one per field key and one ``orjson`` call per float. Tags given as a
+``MappingProxyType`` (the read-only tag sets the request hooks and the collector share
+between points) are taken to be immutable: their prefix is also found by the mapping's
+identity, which spares building the tag-set key (0.3 µs of the 1.1 µs a request point
+costs).
 
 Escaping: ``,`` and space in names get a backslash, and so does ``=`` except in the
 measurement; ``"`` and ``\`` get one inside string field values. ("Names" are the
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from orjson import dumps as _dumps
@@ -142,10 +147,11 @@ class LineEncoder:
     ['requests,route=GET:/ n=1i 1']
     """
 
-    __slots__ = ("_field_keys", "_prefixes", "points_invalid", "points_without_fields")
+    __slots__ = ("_field_keys", "_prefixes", "_shared", "points_invalid", "points_without_fields")
 
     def __init__(self) -> None:
         self._prefixes: dict[tuple, str] = {}
+        self._shared: dict[int, tuple[MappingProxyType, str, str]] = {}  # id: tags, series, prefix
         self._field_keys: dict[str, str] = {}
         self.points_without_fields = 0
         self.points_invalid = 0
@@ -153,6 +159,7 @@ class LineEncoder:
     def encode_lines(self, points: Iterable[Point | tuple]) -> list[str]:
         """The lines of all points that can be written, in order; the rest are counted."""
         prefixes = self._prefixes
+        shared = self._shared
         keys = self._field_keys
         lines: list[str] = []
         append = lines.append
@@ -161,7 +168,15 @@ class LineEncoder:
             # base types. Anything else (a cache miss too) goes to _encode_point.
             try:
                 series, time_ns, tags, fields = point
-                line = prefixes[series, *tags, *tags.values()]
+                if type(tags) is not MappingProxyType:
+                    line = prefixes[series, *tags, *tags.values()]
+                else:
+                    entry = shared.get(id(tags))
+                    if entry is not None and entry[0] is tags and entry[1] == series:
+                        line = entry[2]
+                    else:
+                        line = prefixes[series, *tags, *tags.values()]
+                        with_room(shared)[id(tags)] = (tags, series, line)
                 sep = " "  # before the first field, "," before the others
                 for name, value in fields.items():
                     kind = type(value)

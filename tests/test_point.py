@@ -6,6 +6,7 @@ import contextlib
 import enum
 import math
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -253,6 +254,20 @@ class TestCaches:
         written = [text.split()[0] for text in encode(*points)]
         assert written == ["m,a=True", "m,a=1", "m,a=1.0", "m,a=1"]
 
+    def test_shared_read_only_tags_serve_each_series_its_own_prefix(self):
+        tags = MappingProxyType({"route": "GET:/", "service": "s"})
+        equal = MappingProxyType({"route": "GET:/", "service": "s"})
+        encoder = LineEncoder()
+        points = [("m", 1, tags, {"f": 1}), ("m", 2, tags, {"f": 2}), ("n", 3, tags, {"f": 3})]
+        lines = encoder.encode_lines([*points, ("m", 4, tags, {"f": 4}), ("n", 5, equal, {"f": 5})])
+        assert lines == [
+            "m,route=GET:/,service=s f=1i 1",
+            "m,route=GET:/,service=s f=2i 2",
+            "n,route=GET:/,service=s f=3i 3",
+            "m,route=GET:/,service=s f=4i 4",
+            "n,route=GET:/,service=s f=5i 5",
+        ]
+
     def test_a_changed_field_key_is_checked_in_every_point(self):
         encoder = LineEncoder()
         first = encoder.encode_lines([Point("m", 1, {}, {"a\\": 1})])
@@ -367,6 +382,22 @@ def test_points_encode_the_same_with_warm_caches(points):
     skipped = (encoder.points_invalid, encoder.points_without_fields)
     assert encoder.encode_lines(points) == first
     assert (encoder.points_invalid, encoder.points_without_fields) == tuple(2 * n for n in skipped)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(points=random_points())
+def test_read_only_tag_sets_encode_as_their_dicts(points):
+    """Tags as shared ``MappingProxyType`` (found by identity once seen) encode the same."""
+    proxies = {id(tags): MappingProxyType(tags) for _, _, tags, _ in points}
+    shared = [(s, t, proxies[id(tags)], f) for s, t, tags, f in points]
+    expected = LineEncoder().encode_lines(points)
+    encoder = LineEncoder()
+    assert encoder.encode_lines(shared) == expected
+    assert encoder.encode_lines(shared) == expected
 
 
 @contextlib.contextmanager
