@@ -3,8 +3,8 @@
 Every config key ``k`` can be set as ``LUNA_MONITORING_<K>`` (``LUNA_MONITORING_HOST``,
 ``LUNA_MONITORING_PORT``, ``LUNA_MONITORING_TOKEN``, ...). Booleans accept ``1/0``,
 ``true/false``, ``yes/no``, ``on/off`` (``gzip`` also ``auto``); numbers are parsed; list
-and dict keys (``plugins``, ``excluded_routes``, ``prometheus``) take JSON. Keys not set keep their
-defaults; the result still goes through :meth:`Settings.from_config`.
+and dict keys (``plugins``, ``excluded_routes``, ``prometheus``) take JSON. Keys not set
+keep their defaults; the result still goes through :meth:`Settings.from_config`.
 """
 
 from __future__ import annotations

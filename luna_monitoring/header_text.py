@@ -15,15 +15,13 @@ from __future__ import annotations
 from multidict import istr
 
 try:
-    from sanic.response.types import HEADER_TRANSLATION_TABLE
-except ImportError:  # another Sanic: nothing is skipped
-    HEADER_TRANSLATION_TABLE = None
-
-_UNCHANGED = HEADER_TRANSLATION_TABLE if HEADER_TRANSLATION_TABLE is not None else object()
+    from sanic.response.types import HEADER_TRANSLATION_TABLE as _SANITISING
+except ImportError:  # a Sanic that sanitises otherwise: nothing is skipped
+    _SANITISING = object()
 
 
 def _translate(self: str, table: object) -> str:
-    return self if table is _UNCHANGED else str.translate(self, table)
+    return self if table is _SANITISING else str.translate(self, table)
 
 
 def _format(self: str, spec: str) -> str:
