@@ -369,11 +369,14 @@ def random_points(draw: st.DrawFn) -> list[Point]:
     ]
 
 
-@settings(
+ENCODER_SETTINGS = settings(
     max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+@ENCODER_SETTINGS
 @given(points=random_points())
 def test_points_encode_the_same_with_warm_caches(points):
     """The inline path (caches filled) and the full path (first sight) agree."""
@@ -384,11 +387,7 @@ def test_points_encode_the_same_with_warm_caches(points):
     assert (encoder.points_invalid, encoder.points_without_fields) == tuple(2 * n for n in skipped)
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@ENCODER_SETTINGS
 @given(points=random_points())
 def test_read_only_tag_sets_encode_as_their_dicts(points):
     """Tags as shared ``MappingProxyType`` (found by identity once seen) encode the same."""
