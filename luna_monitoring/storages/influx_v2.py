@@ -29,6 +29,7 @@ class InfluxV2Storage:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._redact = redactor(settings.token)
+        self._gzip = settings.compress
         self._client: InfluxDBClientAsync | None = None
         self._service: WriteService | None = None
 
@@ -50,14 +51,14 @@ class InfluxV2Storage:
     async def write(self, body: bytes) -> None:
         """Send one body; raise :class:`WriteError` unless the server answers 2xx."""
         service = self._service or self._open()
-        data = await encode_body(body, self._settings.compress)
+        data = await encode_body(body, self._gzip)
         try:
             await service.post_write_async(
                 org=self._settings.organization,
                 bucket=self._settings.bucket,
                 body=data,
                 precision="ns",
-                content_encoding="gzip" if self._settings.compress else "identity",
+                content_encoding="gzip" if self._gzip else "identity",
                 content_type="text/plain; charset=utf-8",
             )
         except ApiException as exc:
