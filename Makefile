@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SERVERS := influxd victoria-metrics prometheus wrk
-DEB_PACKAGES := influxdb victoria-metrics prometheus wrk
+SERVERS := influxd victoria-metrics prometheus wrk clickhouse-server chromium
+DEB_PACKAGES := influxdb victoria-metrics prometheus wrk clickhouse-server clickhouse-client chromium fonts-dejavu-core
 
 .PHONY: test demo lint bench servers venv clean
 

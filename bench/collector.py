@@ -31,9 +31,13 @@ from typing import NamedTuple
 from sanic import Request, Sanic
 from sanic.compat import Header
 
-from luna_monitoring.clock import UniqueClock
-from luna_monitoring.collector import EstimationCollector, current_collector, monitored_estimation
-from luna_monitoring.settings import Settings
+from luna_monitoring.core.clock import UniqueClock
+from luna_monitoring.core.collector import (
+    EstimationCollector,
+    current_collector,
+    monitored_estimation,
+)
+from luna_monitoring.core.settings import Settings
 
 CALLS = 100_000
 ROUNDS = 15

@@ -26,7 +26,7 @@ from types import MappingProxyType
 
 from influxdb_client import Point as ClientPoint
 
-from luna_monitoring.point import LineEncoder, Point
+from luna_monitoring.core.point import LineEncoder, Point
 
 ROUTES = [
     f"{method}:{path}"

@@ -27,10 +27,10 @@ from types import SimpleNamespace
 
 from encode import make_points
 
-from luna_monitoring.plugins import BaseRequestMonitoringPlugin, PluginRunner
-from luna_monitoring.point import LineEncoder, Point
-from luna_monitoring.prometheus import RequestMetrics
-from luna_monitoring.settings import Settings
+from luna_monitoring.core.plugins import BaseRequestMonitoringPlugin, PluginRunner
+from luna_monitoring.core.point import LineEncoder, Point
+from luna_monitoring.core.prometheus import RequestMetrics
+from luna_monitoring.core.settings import Settings
 
 
 class CountingPlugin(BaseRequestMonitoringPlugin):

@@ -46,11 +46,11 @@ from typing import Any
 from influxdb_client import InfluxDBClient, WriteOptions
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
-from luna_monitoring.buffer import Buffer
-from luna_monitoring.point import LineEncoder, Point
-from luna_monitoring.settings import Settings
+from luna_monitoring.core.buffer import Buffer
+from luna_monitoring.core.point import LineEncoder, Point
+from luna_monitoring.core.settings import Settings
+from luna_monitoring.core.writer import Writer
 from luna_monitoring.storages import make_storage
-from luna_monitoring.writer import Writer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import InfluxDB1, VictoriaMetrics, free_port, unique_name

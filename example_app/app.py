@@ -25,7 +25,7 @@ from luna_monitoring import (
     current_collector,
     monitored_estimation,
 )
-from luna_monitoring.envconfig import config_from_env
+from luna_monitoring.core.envconfig import config_from_env
 
 from . import errors
 from .errors import BAD_QUERY_PARAM, LunaError

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw
 
-from luna_monitoring.schema import SERIES
+from luna_monitoring.core.schema import SERIES
 
 from .influxd import LOOPBACK, InfluxD, free_port, http
 

@@ -21,7 +21,7 @@ import orjson
 from sanic import Sanic
 
 from luna_monitoring import BaseRequestMonitoringPlugin
-from luna_monitoring.point import Point
+from luna_monitoring.core.point import Point
 
 DEFAULT_PATH = "monitoring_points.jsonl"
 

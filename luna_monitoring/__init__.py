@@ -1,10 +1,15 @@
-"""LUNA Remote SDK style monitoring for Sanic services."""
+"""LUNA Remote SDK style monitoring for Sanic and aiohttp services.
 
-from .collector import EstimationCollector, current_collector, monitored_estimation
-from .extension import MonitoringExtension
-from .plugins import BaseRequestMonitoringPlugin
-from .request_hooks import add_request_fields, add_request_tags
-from .settings import MonitoringConfigError, Settings
+The framework-neutral core lives in :mod:`luna_monitoring.core`, the storages in
+:mod:`luna_monitoring.storages`, the Sanic adapter in :mod:`luna_monitoring.sanic` and the
+command line in :mod:`luna_monitoring.cli`. This module re-exports the public names.
+"""
+
+from .core.collector import EstimationCollector, current_collector, monitored_estimation
+from .core.plugins import BaseRequestMonitoringPlugin
+from .core.settings import MonitoringConfigError, Settings
+from .sanic.extension import MonitoringExtension
+from .sanic.request_hooks import add_request_fields, add_request_tags
 
 __all__ = [
     "BaseRequestMonitoringPlugin",

@@ -7,8 +7,8 @@ from collections import deque
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from luna_monitoring.buffer import Buffer
-from luna_monitoring.point import Point
+from luna_monitoring.core.buffer import Buffer
+from luna_monitoring.core.point import Point
 
 
 def point(i: int) -> Point:

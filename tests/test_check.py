@@ -10,7 +10,7 @@ import pytest
 from servers import free_port, unique_name
 from stub_server import StubResponse, StubServer
 
-from luna_monitoring.check import CHECK_SERIES, run_check
+from luna_monitoring.cli.check import CHECK_SERIES, run_check
 
 TOKEN = "s3cr3t-t0ken"
 PASSWORD = "pa55-w0rd"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from luna_monitoring.clock import UniqueClock
+from luna_monitoring.core.clock import UniqueClock
 
 
 def test_strictly_increasing():

@@ -16,10 +16,10 @@ from sanic.response import empty, json
 from servers import InfluxDatabase
 
 from luna_monitoring import EstimationCollector, current_collector, monitored_estimation
-from luna_monitoring import collector as collector_module
-from luna_monitoring.clock import UniqueClock
-from luna_monitoring.point import as_points
-from luna_monitoring.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATORS
+from luna_monitoring.core import collector as collector_module
+from luna_monitoring.core.clock import UniqueClock
+from luna_monitoring.core.point import as_points
+from luna_monitoring.core.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATORS
 
 SERVICE = "sdk-under-test"
 INFLUX_TYPES = {float: "float", int: "integer", str: "string"}

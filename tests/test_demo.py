@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from example_app.demo import FAILING_PER_KIND, OK_PER_KIND
-from luna_monitoring.schema import SERIES
+from luna_monitoring.core.schema import SERIES
 
 ROOT = Path(__file__).resolve().parent.parent
 SENT = 7 * OK_PER_KIND + 5 * FAILING_PER_KIND

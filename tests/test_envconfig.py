@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from luna_monitoring import MonitoringConfigError, Settings
-from luna_monitoring.envconfig import config_from_env, env_name
+from luna_monitoring.core.envconfig import config_from_env, env_name
 
 
 class TestParsing:

@@ -16,7 +16,7 @@ from servers import unique_name
 
 from example_app.app import STATS_ROUTES, Options, create_app
 from example_app.estimators import ISO_CHECKS, SDK_ESTIMATIONS
-from luna_monitoring.schema import ESTIMATOR_SERIES
+from luna_monitoring.core.schema import ESTIMATOR_SERIES
 
 
 def image_bytes(width: int = 320, height: int = 240, fmt: str = "JPEG", orientation: int = 1):

@@ -28,8 +28,8 @@ from luna_monitoring import (
     MonitoringConfigError,
     MonitoringExtension,
 )
-from luna_monitoring.request_id import is_request_id
-from luna_monitoring.runtime import WORKER_STRIDE, Monitoring, worker_clock
+from luna_monitoring.core.request_id import is_request_id
+from luna_monitoring.core.runtime import WORKER_STRIDE, Monitoring, worker_clock
 
 APP = Path(__file__).parent / "apps" / "requests_app.py"
 HEADER = "LUNA-Request-Id"

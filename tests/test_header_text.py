@@ -6,7 +6,7 @@ from multidict import CIMultiDict
 from sanic.response import text
 from sanic.response.types import HEADER_TRANSLATION_TABLE
 
-from luna_monitoring.header_text import HeaderName, HeaderText
+from luna_monitoring.sanic.header_text import HeaderName, HeaderText
 
 REQUEST_ID = "1700000000,1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 

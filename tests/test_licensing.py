@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sanic.response import empty
 
-from luna_monitoring.licensing import license_tags_and_fields
+from luna_monitoring.core.licensing import license_tags_and_fields
 
 WARNINGS = ["liveness balance is low", 'quote " backslash \\ and é']
 

@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
-from luna_monitoring.__main__ import config_table
-from luna_monitoring.schema import SERIES, series_table
-from luna_monitoring.settings import config_reference
+from luna_monitoring.cli.reference import config_table
+from luna_monitoring.core.schema import SERIES, series_table
+from luna_monitoring.core.settings import config_reference
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -18,9 +18,9 @@ from test_prometheus import MetricsApp
 
 from example_app.plugins import JsonLinesPlugin
 from luna_monitoring import BaseRequestMonitoringPlugin, MonitoringConfigError
-from luna_monitoring.plugins import PluginRunner, load_plugins
-from luna_monitoring.point import Point
-from luna_monitoring.settings import Settings
+from luna_monitoring.core.plugins import PluginRunner, load_plugins
+from luna_monitoring.core.point import Point
+from luna_monitoring.core.settings import Settings
 
 
 class Recorder(BaseRequestMonitoringPlugin):
@@ -169,7 +169,7 @@ class TestDelivery:
     async def test_raising_plugin_is_counted_and_logged_once(self, caplog):
         runner = make_runner(Raising, Recorder)
         runner.start()
-        with caplog.at_level(logging.ERROR, logger="luna_monitoring.plugins"):
+        with caplog.at_level(logging.ERROR, logger="luna_monitoring.core.plugins"):
             runner.feed(points(50))
             assert len(await delivered(runner, Recorder, 50)) == 50
             await runner.stop()

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from servers import InfluxDatabase, InfluxDB1, VictoriaMetrics, unique_name
 
-from luna_monitoring.point import (
+from luna_monitoring.core.point import (
     MAX_TIME_NS,
     MIN_TIME_NS,
     LineEncoder,
@@ -22,7 +22,7 @@ from luna_monitoring.point import (
     as_points,
     join_lines,
 )
-from luna_monitoring.schema import INT64_MAX, INT64_MIN
+from luna_monitoring.core.schema import INT64_MAX, INT64_MIN
 
 
 def encode(*points: Point) -> list[str]:

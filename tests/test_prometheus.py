@@ -23,8 +23,8 @@ from servers import (
     wait_until,
 )
 
-from luna_monitoring.point import Point
-from luna_monitoring.prometheus import CONTENT_TYPE, DURATION_BUCKETS_S, ENV, RequestMetrics
+from luna_monitoring.core.point import Point
+from luna_monitoring.core.prometheus import CONTENT_TYPE, DURATION_BUCKETS_S, ENV, RequestMetrics
 
 SERVICE = "luna-remote-sdk"
 APP = Path(__file__).parent / "apps" / "metrics_app.py"

@@ -27,7 +27,7 @@ from servers import unique_name
 
 import luna_monitoring
 from example_app.app import ENV_PREFIX, Options
-from luna_monitoring.envconfig import config_from_env
+from luna_monitoring.core.envconfig import config_from_env
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TEXT = README.read_text()

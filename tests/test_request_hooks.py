@@ -18,7 +18,7 @@ from sanic.response import empty, json, text
 from servers import InfluxDatabase
 
 from luna_monitoring import add_request_fields, add_request_tags
-from luna_monitoring.request_id import is_request_id
+from luna_monitoring.core.request_id import is_request_id
 
 SERVICE = "luna-remote-sdk"
 HEADER = "LUNA-Request-Id"

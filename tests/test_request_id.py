@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from luna_monitoring.request_id import is_request_id, new_request_id, request_id_for
+from luna_monitoring.core.request_id import is_request_id, new_request_id, request_id_for
 
 UUID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 

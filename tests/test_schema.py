@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from luna_monitoring.schema import (
+from luna_monitoring.core.schema import (
     ESTIMATOR_SERIES,
     SERIES,
     USAGE_ESTIMATORS,

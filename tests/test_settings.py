@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from luna_monitoring.settings import MonitoringConfigError, Settings, config_reference
+from luna_monitoring.core.settings import MonitoringConfigError, Settings, config_reference
 
 SECRET = "s3cr3t-value-never-shown"
 
@@ -163,6 +163,6 @@ def test_docstring_examples_run():
     """The examples in the settings docstrings are true."""
     import doctest
 
-    from luna_monitoring import settings
+    from luna_monitoring.core import settings
 
     assert doctest.testmod(settings).failed == 0

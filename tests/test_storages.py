@@ -12,7 +12,7 @@ import pytest
 from servers import InfluxDatabase, VictoriaMetrics, free_port, unique_name
 from stub_server import StubResponse, StubServer
 
-from luna_monitoring.settings import Settings
+from luna_monitoring.core.settings import Settings
 from luna_monitoring.storages import (
     Storage,
     WriteError,

@@ -19,10 +19,10 @@ from stub_server import (
     throttled,
 )
 
-from luna_monitoring.point import Point
-from luna_monitoring.settings import Settings
+from luna_monitoring.core.point import Point
+from luna_monitoring.core.settings import Settings
+from luna_monitoring.core.writer import BACKOFF_BASE_S, Writer, backoff_s, is_retried
 from luna_monitoring.storages import WriteError, make_storage
-from luna_monitoring.writer import BACKOFF_BASE_S, Writer, backoff_s, is_retried
 
 T = TypeVar("T")
 TOKEN = "tok-SECRET-9876"

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import orjson
 
-from ..settings import Settings
+from ..core.settings import Settings
 
 # Level 1: about a third of the CPU of level 9 for a body about 8 % larger.
 GZIP_LEVEL = 1

@@ -6,7 +6,7 @@ from base64 import b64encode
 
 import aiohttp
 
-from ..settings import Settings
+from ..core.settings import Settings
 from . import (
     WriteError,
     connection_message,

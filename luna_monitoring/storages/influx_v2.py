@@ -7,7 +7,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 
-from ..settings import Settings
+from ..core.settings import Settings
 from . import (
     WriteError,
     connection_message,

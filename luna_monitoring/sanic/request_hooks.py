@@ -2,7 +2,7 @@
 
 Sanic middleware costs every request about 2 µs just by existing, so the hooks live in a
 subclass of the app's request class instead (``app.request_class``). Its ``__init__``
-takes the start timestamp from the worker's :class:`~luna_monitoring.clock.UniqueClock`,
+takes the start timestamp from the worker's :class:`~luna_monitoring.core.clock.UniqueClock`,
 before any middleware runs. Its ``respond``, which every response passes once before Sanic
 runs the response middleware (the handler's, the error handler's, a streamed one before its
 first byte), sets the ``LUNA-Request-Id`` header and appends the points to the writer's
@@ -10,7 +10,7 @@ buffer; the first response of a request is the one counted. Nothing else happens
 request path. The request id is made when first needed: by ``request.ctx`` (Sanic makes the
 context on first use; its ``request_id`` is set then, unless the app's context type has no
 room for it) or by the response. The header's name and value are
-:class:`~luna_monitoring.header_text.HeaderText`, which Sanic need not sanitise. The tag
+:class:`~luna_monitoring.sanic.header_text.HeaderText`, which Sanic need not sanitise. The tag
 set of a (method, route, status) is made once and shared by every point (nobody modifies
 it), so the encoder's prefix cache hits; excluded routes are decided once per route the
 same way.
@@ -43,12 +43,12 @@ from sanic.constants import HTTP_METHODS
 from sanic.response import BaseHTTPResponse
 from sanic_routing import Route
 
-from .caches import with_room
+from ..core.caches import with_room
+from ..core.point import PointTuple
+from ..core.request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
+from ..core.schema import SERIES, field_value, tag_value
+from ..core.settings import Settings
 from .header_text import HeaderName, HeaderText
-from .point import PointTuple
-from .request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
-from .schema import SERIES, field_value, tag_value
-from .settings import Settings
 
 UNMATCHED = "__unmatched__"
 """Route template of requests that match no route: ``METHOD:__unmatched__``."""

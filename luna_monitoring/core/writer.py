@@ -28,10 +28,10 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..storages import Storage, WriteError
 from .buffer import Buffer
 from .point import Point, PointTuple, as_points
 from .settings import Settings
-from .storages import Storage, WriteError
 from .throttle import LogThrottle
 
 logger = logging.getLogger(__name__)

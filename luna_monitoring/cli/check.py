@@ -8,17 +8,19 @@ Secrets never appear in it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .clock import UniqueClock
-from .envconfig import config_from_env
-from .point import LineEncoder, Point, join_lines
-from .settings import SECRET_KEYS, MonitoringConfigError, Settings
-from .storages import WriteError, make_storage
+from ..core.clock import UniqueClock
+from ..core.envconfig import config_from_env
+from ..core.point import LineEncoder, Point, join_lines
+from ..core.settings import SECRET_KEYS, MonitoringConfigError, Settings
+from ..storages import WriteError, make_storage
+from .command import Command
 
 CHECK_SERIES = "monitoring_check"
 """Measurement of the check point (no dashboard reads it)."""
@@ -113,3 +115,22 @@ def run_check(path: str | None, environ: Mapping[str, str] | None = None) -> tup
     except CheckFailed as exc:
         return False, _hide(f"FAIL: {exc}", config)
     return True, _hide(line, config)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config",
+        nargs="?",
+        help="JSON file with the MONITORING dict (default: LUNA_MONITORING_* variables)",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    ok, line = run_check(args.config)
+    print(line)
+    return 0 if ok else 1
+
+
+CHECK = Command(
+    "check", "write one test point; print OK or what is wrong in one line", _add_arguments, _run
+)
