@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -19,6 +20,8 @@ from servers import (
     unique_name,
 )
 
+from example_app.demo import DATABASE, Outcome, plan, run_service
+from example_app.influxd import InfluxD
 from luna_monitoring import MonitoringExtension
 
 # ============================================================================
@@ -128,3 +131,13 @@ async def serve_app() -> AsyncIterator[Callable[[Sanic], Awaitable[str]]]:
         server.close()
         await server.wait_closed()
         await server.after_stop()
+
+
+@pytest.fixture(scope="session")
+def demo_traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxD, Outcome]]:
+    """The demo's traffic (``example_app.demo.plan``: 200 requests, 2 workers, every series)
+    in a throw-away InfluxDB 1.x, database ``example_app.demo.DATABASE``; with what was sent."""
+    with InfluxD() as influx:
+        influx.create_database(DATABASE)
+        outcome = run_service(influx, plan(random.Random(2024)), tmp_path_factory.mktemp("demo"))
+        yield influx, outcome
