@@ -2,10 +2,13 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The lowest versions pyproject.toml allows, on the oldest Python it supports (a second CI job).
+LOWEST := .venv-lowest
+OLDEST_PYTHON := 3.11
 SERVERS := influxd victoria-metrics prometheus wrk clickhouse-server chromium
 DEB_PACKAGES := influxdb victoria-metrics prometheus wrk clickhouse-server clickhouse-client chromium fonts-dejavu-core
 
-.PHONY: test demo lint bench servers venv clean
+.PHONY: test test-lowest demo lint bench servers venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +18,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+$(LOWEST)/.installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv venv --quiet --python $(OLDEST_PYTHON) $(LOWEST)
+	VIRTUAL_ENV=$(LOWEST) $(VENV)/bin/uv pip install --quiet --resolution lowest-direct -e '.[dev]'
+	touch $@
 
 servers:
 	@missing=""; for b in $(SERVERS); do command -v $$b >/dev/null || missing=1; done; \
@@ -26,6 +35,9 @@ servers:
 test: venv servers
 	$(PY) -m pytest -q
 
+test-lowest: $(LOWEST)/.installed servers
+	$(LOWEST)/bin/python -m pytest -q
+
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
@@ -36,4 +48,4 @@ bench: venv servers
 	for b in encode collector sinks writer overhead; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .hypothesis
