@@ -8,7 +8,7 @@ OLDEST_PYTHON := 3.11
 SERVERS := influxd victoria-metrics prometheus wrk clickhouse-server chromium
 DEB_PACKAGES := influxdb victoria-metrics prometheus wrk clickhouse-server clickhouse-client chromium fonts-dejavu-core
 
-.PHONY: test test-lowest demo lint bench servers venv clean
+.PHONY: test test-lowest demo lint bench bench-peers servers venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +47,8 @@ demo: venv servers
 bench: venv servers
 	for b in encode collector sinks writer overhead; do $(PY) bench/$$b.py || exit 1; done
 
+bench-peers: venv servers
+	$(PY) bench/peers.py
+
 clean:
-	rm -rf $(VENV) $(LOWEST) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LOWEST) bench/.peers .pytest_cache .hypothesis
