@@ -93,6 +93,7 @@ def new_dashboard(uid: str, title: str, description: str) -> dashboard.Dashboard
         .tags(["luna-monitoring"])
         .time("now-1h", "now")
         .refresh("30s")
+        .annotations([])
         .tooltip(model.DashboardCursorSync.CROSSHAIR)
         .link(
             dashboard.DashboardLink("LUNA monitoring")
@@ -140,8 +141,12 @@ def _with_targets(panel: Any, targets: Iterable[Target], table_format: bool = Fa
 
 
 def _base(panel: Any, title: str, description: str, width: int, height: int) -> Any:
-    return panel.title(title).description(description).datasource(DATASOURCE).span(width).height(
-        height
+    return (
+        panel.title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .span(width)
+        .height(height)
     )
 
 
@@ -218,5 +223,7 @@ def rows(
     if sort_by is not None:
         panel = panel.sort_by([common.TableSortByFieldState().display_name(sort_by).desc(True)])
     for column, unit in (units or {}).items():
-        panel = panel.override_by_name(column, [model.DynamicConfigValue(id_val="unit", value=unit)])
+        panel = panel.override_by_name(
+            column, [model.DynamicConfigValue(id_val="unit", value=unit)]
+        )
     return _with_targets(panel, [target], table_format=True)

@@ -50,7 +50,7 @@ def build() -> Dashboard:
     return assemble(
         board,
         single_stat(
-            "Liveness balance",
+            "Last liveness balance",
             "The last liveness_balance reported in the time range.",
             "none",
             Target(select(LICENSING, f"last({balance})")),
@@ -76,8 +76,8 @@ def build() -> Dashboard:
             span_nulls=True,
         ),
         graph(
-            "Licence warnings and errors",
-            "Licence reports per interval, by license_status.",
+            "Licence reports per interval",
+            "Licence warnings and errors per interval, by license_status.",
             "short",
             Target(
                 select(
@@ -100,7 +100,10 @@ def build() -> Dashboard:
                     ", ".join(
                         [
                             LICENSING.tag("license_status"),
-                            *(LICENSING.field(name) for name in ("liveness_balance", "warnings", "errors")),
+                            *(
+                                LICENSING.field(name)
+                                for name in ("liveness_balance", "warnings", "errors")
+                            ),
                         ]
                     ),
                     newest_first=TABLE_ROWS,

@@ -167,9 +167,7 @@ def _image_load() -> tuple:
             unit,
             *(
                 Target(
-                    select(
-                        IMAGE_LOAD, column, by_time=True, group_by=["format"], fill="null"
-                    ),
+                    select(IMAGE_LOAD, column, by_time=True, group_by=["format"], fill="null"),
                     f"$tag_format {name}",
                 )
                 for name, column in columns
@@ -250,9 +248,7 @@ def build() -> Dashboard:
             "SDK loop, estimators, image loading and estimator usage of a service monitored "
             "by luna-monitoring.",
         )
-        .with_variable(
-            query_variable("service", "Service", tag_values("sdkloop_task", "service"))
-        )
+        .with_variable(query_variable("service", "Service", tag_values("sdkloop_task", "service")))
         .with_variable(
             query_variable(
                 "estimator", "Estimator", measurements_among(ESTIMATOR_SERIES), multi=True

@@ -184,7 +184,7 @@ def build() -> Dashboard:
                 "Failed responses per route, status code and error code, most first.",
                 Target(
                     _errors(
-                        f"{_failures()} AS \"failures\"",
+                        f'{_failures()} AS "failures"',
                         group_by=["route", "status_code", "error_code"],
                     )
                 ),
