@@ -5,23 +5,18 @@ variables and the few panel shapes the dashboards use."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, common, dashboard, stat, table, timeseries
 from grafana_foundation_sdk.cog import builder, variants
 from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 
+from .queries import Target
+
 DATASOURCE_VARIABLE = "datasource"
 DATASOURCE = model.DataSourceRef(type_val="influxdb", uid=f"${{{DATASOURCE_VARIABLE}}}")
 """Every query's data source: the one chosen in the ``datasource`` variable."""
-
-
-class Target(NamedTuple):
-    """One raw InfluxQL query of a panel; ``alias`` names its series (``$tag_route``, ``$m``)."""
-
-    query: str
-    alias: str | None = None
 
 
 class InfluxQLQuery(variants.Dataquery):

@@ -6,7 +6,6 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard
 
 from .grafana import (
     InfluxAnnotation,
-    Target,
     assemble,
     graph,
     new_dashboard,
@@ -14,7 +13,7 @@ from .grafana import (
     rows,
     single_stat,
 )
-from .queries import measurement, select, tag_values
+from .queries import Target, measurement, over_time, select, tag_values
 
 LICENSING = measurement("licensing")
 TABLE_ROWS = 500
@@ -37,6 +36,8 @@ def _annotation(status: str) -> InfluxAnnotation:
 def build() -> Dashboard:
     """The dashboard, variables ``datasource`` and ``service``; annotated with every report."""
     balance = LICENSING.field("liveness_balance")
+    messages = (LICENSING.field(name) for name in ("warnings", "errors"))
+    reports = [LICENSING.tag("license_status"), balance, *messages]
     board = (
         new_dashboard(
             "luna-licensing",
@@ -69,46 +70,20 @@ def build() -> Dashboard:
             "Liveness balance",
             "liveness_balance as reported with each licence warning or error.",
             "none",
-            Target(
-                select(LICENSING, f"last({balance})", by_time=True, fill="null"),
-                "liveness balance",
-            ),
+            over_time(LICENSING, f"last({balance})", fill="null", alias="liveness balance"),
             span_nulls=True,
         ),
         graph(
             "Licence reports per interval",
             "Licence warnings and errors per interval, by license_status.",
             "short",
-            Target(
-                select(
-                    LICENSING,
-                    f"count({balance})",
-                    by_time=True,
-                    group_by=["license_status"],
-                    fill="0",
-                ),
-                "$tag_license_status",
-            ),
+            over_time(LICENSING, f"count({balance})", by="license_status", fill="0"),
             bars=True,
         ),
         rows(
             "Licence warnings and errors",
             f"The last {TABLE_ROWS} licence reports, newest first; also shown as annotations.",
-            Target(
-                select(
-                    LICENSING,
-                    ", ".join(
-                        [
-                            LICENSING.tag("license_status"),
-                            *(
-                                LICENSING.field(name)
-                                for name in ("liveness_balance", "warnings", "errors")
-                            ),
-                        ]
-                    ),
-                    newest_first=TABLE_ROWS,
-                )
-            ),
+            Target(select(LICENSING, ", ".join(reports), newest_first=TABLE_ROWS)),
             width=24,
             height=10,
         ),

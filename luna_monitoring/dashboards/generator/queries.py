@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...core.schema import SERIES, get_series
 
@@ -18,6 +19,13 @@ SERVICE_FILTER = "\"service\" = '$service'"
 BY_TIME = "time($__interval)"
 PER_SECOND = " * 1000 / $__interval_ms"
 """Appended to a ``count(...)`` per ``$__interval``: the count per second."""
+
+
+class Target(NamedTuple):
+    """One query of a panel; ``alias`` names its series (``$tag_route``, ``$m``, ``$col``)."""
+
+    query: str
+    alias: str | None = None
 
 
 def ident(name: str) -> str:
@@ -97,6 +105,26 @@ def select(
     if newest_first is not None:
         text += f" ORDER BY time DESC LIMIT {newest_first}"
     return text
+
+
+def over_time(
+    source: Source,
+    column: str,
+    *,
+    fill: str,
+    by: str | None = None,
+    where: Iterable[str] = (),
+    alias: str | None = None,
+) -> Target:
+    """``column`` per ``$__interval`` (and per value of the tag ``by``, the default legend).
+
+    ``fill`` is ``"0"`` for counts (an interval without points had none) and ``"null"`` for
+    measured values (nothing was measured: a gap, not a zero).
+    """
+    query = select(
+        source, column, where=where, group_by=[by] if by else [], by_time=True, fill=fill
+    )
+    return Target(query, alias or (f"$tag_{by}" if by else "$m"))
 
 
 def percentile(source: Source, field: str, nth: int) -> str:

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.builders.timeseries import Panel
 
 from ...core.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATORS
-from .grafana import Target, assemble, graph, new_dashboard, query_variable, rows, totals
+from .grafana import assemble, graph, new_dashboard, query_variable, rows, totals
 from .queries import (
+    Target,
     chosen,
     ident,
     measurement,
     measurements,
     measurements_among,
+    over_time,
     percentile,
     rate,
     select,
@@ -41,15 +44,12 @@ def _sdk_loop() -> tuple:
             "Duration of the decorated handler, by the number of images it loaded.",
             "s",
             *(
-                Target(
-                    select(
-                        SDKLOOP,
-                        percentile(SDKLOOP, "execution_time", nth),
-                        by_time=True,
-                        group_by=["image_count"],
-                        fill="null",
-                    ),
-                    f"$tag_image_count images p{nth}",
+                over_time(
+                    SDKLOOP,
+                    percentile(SDKLOOP, "execution_time", nth),
+                    by="image_count",
+                    fill="null",
+                    alias=f"$tag_image_count images p{nth}",
                 )
                 for nth in (50, 99)
             ),
@@ -58,70 +58,46 @@ def _sdk_loop() -> tuple:
             "SDK loop throughput by image count",
             "Requests with SDK estimations per second, by the number of images loaded.",
             "reqps",
-            Target(
-                select(
-                    SDKLOOP,
-                    rate(SDKLOOP, "execution_time"),
-                    by_time=True,
-                    group_by=["image_count"],
-                    fill="0",
-                ),
-                "$tag_image_count images",
+            over_time(
+                SDKLOOP,
+                rate(SDKLOOP, "execution_time"),
+                by="image_count",
+                fill="0",
+                alias="$tag_image_count images",
             ),
             bars=True,
         ),
     )
 
 
-def _estimators() -> tuple:
-    def time_panel(nth: int) -> object:
-        return graph(
-            f"Estimator time p{nth}",
-            f"{nth}th percentile of execution_time per estimator series ($estimator).",
-            "s",
-            Target(
-                select(
-                    ESTIMATORS,
-                    percentile(ESTIMATORS, "execution_time", nth),
-                    by_time=True,
-                    fill="null",
-                ),
-                "$m",
-            ),
-        )
+def _estimator_time(nth: int) -> Panel:
+    return graph(
+        f"Estimator time p{nth}",
+        f"{nth}th percentile of execution_time per estimator series ($estimator).",
+        "s",
+        over_time(ESTIMATORS, percentile(ESTIMATORS, "execution_time", nth), fill="null"),
+    )
 
+
+def _estimators() -> tuple:
+    count = f"count({ESTIMATORS.field('execution_time')})"
     return (
         Row("Estimators"),
-        time_panel(50),
-        time_panel(99),
+        _estimator_time(50),
+        _estimator_time(99),
         graph(
             "Estimator throughput",
             "Estimations per second per estimator series (a batch counts once).",
             "ops",
-            Target(
-                select(
-                    ESTIMATORS,
-                    rate(ESTIMATORS, "execution_time"),
-                    by_time=True,
-                    fill="0",
-                ),
-                "$m",
-            ),
+            over_time(ESTIMATORS, rate(ESTIMATORS, "execution_time"), fill="0"),
             bars=True,
         ),
         graph(
             "Estimations by batch size",
             "Estimations per interval per estimator series and batch_size.",
             "short",
-            Target(
-                select(
-                    ESTIMATORS,
-                    f"count({ESTIMATORS.field('execution_time')})",
-                    by_time=True,
-                    group_by=["batch_size"],
-                    fill="0",
-                ),
-                "$m batch $tag_batch_size",
+            over_time(
+                ESTIMATORS, count, by="batch_size", fill="0", alias="$m batch $tag_batch_size"
             ),
             bars=True,
         ),
@@ -129,70 +105,54 @@ def _estimators() -> tuple:
             "Detections",
             "Objects detected per interval by the detector series (detection_count).",
             "short",
-            Target(
-                select(
-                    DETECTORS,
-                    f"sum({DETECTORS.field('detection_count')})",
-                    by_time=True,
-                    fill="0",
-                ),
-                "$m",
-            ),
+            over_time(DETECTORS, f"sum({DETECTORS.field('detection_count')})", fill="0"),
             bars=True,
         ),
         graph(
             "Descriptor extractions by version",
             "Descriptor extractions per interval, by series and descriptor_version.",
             "short",
-            Target(
-                select(
-                    DESCRIPTORS,
-                    f"count({DESCRIPTORS.field('execution_time')})",
-                    by_time=True,
-                    group_by=["descriptor_version"],
-                    fill="0",
-                ),
-                "$m v$tag_descriptor_version",
+            over_time(
+                DESCRIPTORS,
+                f"count({DESCRIPTORS.field('execution_time')})",
+                by="descriptor_version",
+                fill="0",
+                alias="$m v$tag_descriptor_version",
             ),
             bars=True,
         ),
     )
 
 
-def _image_load() -> tuple:
-    def by_format(title: str, description: str, unit: str, *columns: tuple[str, str]) -> object:
-        return graph(
-            title,
-            description,
-            unit,
-            *(
-                Target(
-                    select(IMAGE_LOAD, column, by_time=True, group_by=["format"], fill="null"),
-                    f"$tag_format {name}",
-                )
-                for name, column in columns
-            ),
-            width=8,
-        )
+def _by_format(title: str, description: str, unit: str, *columns: tuple[str, str]) -> Panel:
+    """A graph of ``(legend, column)`` pairs of ``image_load`` per format."""
+    targets = (
+        over_time(IMAGE_LOAD, column, by="format", fill="null", alias=f"$tag_format {name}")
+        for name, column in columns
+    )
+    return graph(title, description, unit, *targets, width=8)
 
+
+def _image_load() -> tuple:
     size, height, width = (IMAGE_LOAD.field(name) for name in ("size", "height", "width"))
+    images = f'count({IMAGE_LOAD.field("execution_time")}) AS "images", mean({size}) AS "mean size"'
     return (
         Row("Image load (image_load)"),
-        by_format(
+        _by_format(
             "Image load time by format (p50, p99)",
             "Time to decode one image, by format.",
             "s",
             ("p50", percentile(IMAGE_LOAD, "execution_time", 50)),
             ("p99", percentile(IMAGE_LOAD, "execution_time", 99)),
         ),
-        by_format(
+        _by_format(
             "Image size by format",
             "Encoded image size, by format.",
             "bytes",
             ("mean", f"mean({size})"),
             ("max", f"max({size})"),
         ),
-        by_format(
+        _by_format(
             "Image dimensions by format",
             "Mean height and width in pixels of the decoded images, by format.",
             "none",
@@ -202,14 +162,7 @@ def _image_load() -> tuple:
         rows(
             "Images by format, EXIF and autorotation",
             "Images loaded over the time range, by format, exif and autorotated.",
-            Target(
-                select(
-                    IMAGE_LOAD,
-                    f'count({IMAGE_LOAD.field("execution_time")}) AS "images", '
-                    f'mean({size}) AS "mean size"',
-                    group_by=["format", "exif", "autorotated"],
-                )
-            ),
+            Target(select(IMAGE_LOAD, images, group_by=["format", "exif", "autorotated"])),
             sort_by="images",
             units={"mean size": "bytes"},
             width=24,
@@ -225,7 +178,7 @@ def _usage() -> tuple:
             "Estimator usage over time",
             "Estimator calls per interval, summed over the requests (usages_statistic).",
             "short",
-            Target(select(USAGES, _usage_sums(), by_time=True, fill="0"), "$col"),
+            over_time(USAGES, _usage_sums(), fill="0", alias="$col"),
             width=16,
             height=12,
             bars=True,
