@@ -17,7 +17,8 @@ query. The rules, as :func:`interpolate` applies them:
   the way Grafana's ``escapeRegex`` does (a backslash before ``\\ ^ $ * + ? . ( ) | [ ] { } /``),
   one value alone, several as ``(a|b)``; "All" without a custom all-value is every value.
   The queries use them as ``/^$route$/``, so ``POST:/sdk`` becomes ``/^POST:\\/sdk$/`` and
-  several routes ``/^(POST:\\/sdk|POST:\\/iso)$/`` (the same match as ``(?:...)``).
+  several routes ``/^(POST:\\/sdk|POST:\\/iso)$/``. The non-capturing form
+  ``/^(?:POST:\\/sdk|POST:\\/iso)$/`` is run too (with the server-side time filter).
 - A variable's own query gets the variables defined before it, by the same rules.
 
 A query that InfluxDB rejects, that names a field the data does not hold, or that returns no
@@ -119,20 +120,27 @@ def escape_regex(value: str) -> str:
     return _REGEX_SPECIAL.sub(lambda m: "\\" + m[0], value)
 
 
-def format_variable(variable: dict[str, Any], values: list[str]) -> str:
+class Macros(NamedTuple):
+    """What Grafana puts for ``$timeFilter``, and how it groups several regex alternatives."""
+
+    time_filter: str
+    group: str = "("
+
+
+def format_variable(variable: dict[str, Any], values: list[str], group: str = "(") -> str:
     """A variable's selected ``values`` as Grafana's InfluxDB data source writes them."""
     if not variable.get("multi") and not variable.get("includeAll"):
         assert len(values) == 1, f"${variable['name']} takes one value"
         return values[0]
     escaped = [escape_regex(value) for value in values]
-    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+    return escaped[0] if len(escaped) == 1 else group + "|".join(escaped) + ")"
 
 
 def interpolate(
-    text: str, dashboard: dict[str, Any], selected: dict[str, list[str]], time_filter: str
+    text: str, dashboard: dict[str, Any], selected: dict[str, list[str]], macros: Macros
 ) -> str:
     """``text`` with macros and the variables ``selected`` (name -> values) substituted."""
-    text = text.replace("$timeFilter", time_filter)
+    text = text.replace("$timeFilter", macros.time_filter)
     text = text.replace("$__interval_ms", str(INTERVAL_S * 1000))
     text = text.replace("$__interval", f"{INTERVAL_S}s")
     by_name = {v["name"]: v for v in variables(dashboard)}
@@ -140,18 +148,19 @@ def interpolate(
     def substitute(match: re.Match[str]) -> str:
         name = match[1]
         assert name in selected, f"${name} is not a variable of {dashboard['title']}"
-        return format_variable(by_name[name], selected[name])
+        return format_variable(by_name[name], selected[name], macros.group)
 
     return _VARIABLE.sub(substitute, text)
 
 
-def time_filters() -> list[str]:
-    """The browser-side and the server-side form of "the last hour"."""
+LAST_HOUR = Macros("time >= now() - 1h")
+
+
+def both_forms() -> list[Macros]:
+    """The browser-side form of "the last hour" with ``(a|b)``; the server-side form with
+    ``(?:a|b)``."""
     now_ms = time.time_ns() // 1_000_000
-    return [
-        "time >= now() - 1h",
-        f"time >= {now_ms - 3_600_000}ms and time <= {now_ms}ms",
-    ]
+    return [LAST_HOUR, Macros(f"time >= {now_ms - 3_600_000}ms and time <= {now_ms}ms", "(?:")]
 
 
 # --- running queries ------------------------------------------------------------------------
@@ -188,7 +197,7 @@ def selections(demo_traffic) -> dict[str, dict[str, list[str]]]:
             if variable["type"] != "query":
                 continue
             query = Query(board["title"], f"variable ${variable['name']}", variable["query"])
-            text = interpolate(query.text, board, selected, time_filters()[0])
+            text = interpolate(query.text, board, selected, LAST_HOUR)
             values = tag_values(run(influx, query, text))
             selected[variable["name"]] = values if variable.get("multi") else values[:1]
         chosen[board["title"]] = selected
@@ -196,10 +205,10 @@ def selections(demo_traffic) -> dict[str, dict[str, list[str]]]:
 
 
 def panel_result(
-    influx: Any, query: Query, selected: dict[str, list[str]], time_filter: str
+    influx: Any, query: Query, selected: dict[str, list[str]], macros: Macros = LAST_HOUR
 ) -> list[dict[str, Any]]:
     board = next(b for b in DASHBOARDS.values() if b["title"] == query.dashboard)
-    return run(influx, query, interpolate(query.text, board, selected, time_filter))
+    return run(influx, query, interpolate(query.text, board, selected, macros))
 
 
 def find(where: str) -> Query:
@@ -296,7 +305,7 @@ def test_variable_query_returns_values(demo_traffic, selections, query):
         run(
             influx,
             query,
-            interpolate(query.text, board, selections[query.dashboard], time_filters()[0]),
+            interpolate(query.text, board, selections[query.dashboard], LAST_HOUR),
         )
     )
     name = query.where.removeprefix("variable $")
@@ -312,10 +321,10 @@ def test_variable_query_returns_values(demo_traffic, selections, query):
 def test_panel_query_returns_series(demo_traffic, selections, query):
     """Each target and annotation, with both time filter forms, returns series with data."""
     influx, _ = demo_traffic
-    for time_filter in time_filters():
-        series = panel_result(influx, query, selections[query.dashboard], time_filter)
+    for macros in both_forms():
+        series = panel_result(influx, query, selections[query.dashboard], macros)
         values = [v for s in series for row in s["values"] for v in row[1:] if v is not None]
-        assert values, f"{query.title}: only nulls with {time_filter}"
+        assert values, f"{query.title}: only nulls with {macros}"
 
 
 def test_failing_queries_fail_with_the_panel_title(demo_traffic):
@@ -335,14 +344,13 @@ def test_requests_and_failures_are_counted_exactly(demo_traffic, selections):
     """The summary stats and the rate panel add up to the requests the demo sent."""
     influx, outcome = demo_traffic
     selected = selections["LUNA monitoring / Service overview"]
-    now = time_filters()[0]
     sent = len(outcome.calls)
     failing = sum(call.expected >= 400 for call in outcome.calls)
-    assert single_value(panel_result(influx, find("Requests [A]"), selected, now)) == sent
-    assert single_value(panel_result(influx, find("Failed requests [A]"), selected, now)) == failing
-    rate = panel_result(influx, find("Request rate per route [A]"), selected, now)
+    assert single_value(panel_result(influx, find("Requests [A]"), selected)) == sent
+    assert single_value(panel_result(influx, find("Failed requests [A]"), selected)) == failing
+    rate = panel_result(influx, find("Request rate per route [A]"), selected)
     assert round(sum(row[1] for s in rate for row in s["values"]) * INTERVAL_S) == sent
-    top = panel_result(influx, find("Top failing routes [A]"), selected, now)
+    top = panel_result(influx, find("Top failing routes [A]"), selected)
     assert sum(row[1] for s in top for row in s["values"]) == failing
 
 
@@ -351,9 +359,9 @@ def test_one_route_selected_filters_to_it(demo_traffic, selections):
     influx, outcome = demo_traffic
     selected = selections["LUNA monitoring / Service overview"] | {"route": ["POST:/sdk"]}
     expected = sum(c.method == "POST" and c.path.split("?")[0] == "/sdk" for c in outcome.calls)
-    count = panel_result(influx, find("Requests [A]"), selected, time_filters()[0])
+    count = panel_result(influx, find("Requests [A]"), selected)
     assert single_value(count) == expected
-    slowest = panel_result(influx, find("Slowest routes [A]"), selected, time_filters()[0])
+    slowest = panel_result(influx, find("Slowest routes [A]"), selected)
     assert [s["tags"]["route"] for s in slowest] == ["POST:/sdk"]
 
 
@@ -361,12 +369,11 @@ def test_licence_reports_add_up(demo_traffic, selections):
     """Reports by status add up to the ``licensing`` points; the table lists every one."""
     influx, _ = demo_traffic
     selected = selections["LUNA monitoring / Licensing"]
-    now = time_filters()[0]
     stored = influx.query('SELECT count("liveness_balance") FROM "licensing"', DATABASE)
     total = stored[0]["values"][0][1]
-    by_status = panel_result(influx, find("Licence reports by status [A]"), selected, now)
+    by_status = panel_result(influx, find("Licence reports by status [A]"), selected)
     assert sum(s["values"][0][1] for s in by_status) == total
-    (table,) = panel_result(influx, find("Licence warnings and errors [A]"), selected, now)
+    (table,) = panel_result(influx, find("Licence warnings and errors [A]"), selected)
     assert table["columns"] == ["time", "license_status", "liveness_balance", "warnings", "errors"]
     assert len(table["values"]) == total
 
@@ -521,39 +528,54 @@ def test_write_dashboards_returns_the_paths(tmp_path):
     assert [p.name for p in paths] == dashboard_names()
 
 
-def test_generator_missing_sdk_is_one_line(tmp_path):
-    """Without grafana-foundation-sdk the generator names the extra to install."""
-    blocker = tmp_path / "grafana_foundation_sdk"
-    blocker.mkdir()
-    (blocker / "__init__.py").write_text(
-        "raise ModuleNotFoundError(name='grafana_foundation_sdk')\n"
+def without_sdk(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter in which grafana_foundation_sdk cannot be imported."""
+    shadow = tmp_path / "shadow" / "grafana_foundation_sdk"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'grafana_foundation_sdk'\", "
+        "name='grafana_foundation_sdk')\n"
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); "
-            "from luna_monitoring.dashboards.generator import main; sys.exit(main(['--check']))",
-            str(tmp_path),
-        ],
+    prelude = f"import sys; sys.path.insert(0, {str(shadow.parent)!r}); "
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
     )
-    assert done.returncode == 1
+
+
+def test_generator_missing_sdk_is_one_line(tmp_path):
+    """Without grafana-foundation-sdk the generator names the extra to install."""
+    done = without_sdk(
+        tmp_path,
+        "from luna_monitoring.dashboards.generator import main; sys.exit(main(['--check']))",
+    )
+    assert (done.returncode, done.stderr) == (1, "")
     assert done.stdout == (
         "the dashboard generator needs grafana-foundation-sdk: "
         "pip install -e '.[dashboards-dev]' (from a checkout of luna-monitoring)\n"
     )
-    assert done.stderr == ""
+
+
+def test_command_needs_no_generator_dependency(tmp_path):
+    """``dashboards --out`` works where grafana-foundation-sdk cannot be imported."""
+    out = tmp_path / "out"
+    done = without_sdk(
+        tmp_path,
+        "from luna_monitoring.cli.main import main; "
+        f"sys.exit(main(['dashboards', '--out', {str(out)!r}]))",
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    assert sorted(path.name for path in out.iterdir()) == dashboard_names()
 
 
 # --- shipped in the package ---------------------------------------------------------------
 
 
 def test_wheel_ships_the_dashboards_and_provisioning(tmp_path):
-    """``pip install`` brings the JSON and YAML files (package data of the wheel)."""
+    """``pip install`` brings the JSON and YAML files (package data), not the generator."""
     source = tmp_path / "src"
     shutil.copytree(
         ROOT / "luna_monitoring",
@@ -585,3 +607,4 @@ def test_wheel_ships_the_dashboards_and_provisioning(tmp_path):
         assert f"luna_monitoring/dashboards/{name}" in names
     for name in ("datasource.yaml", "dashboards.yaml"):
         assert f"luna_monitoring/dashboards/provisioning/{name}" in names
+    assert not [name for name in names if "/generator/" in name], "the generator is dev-only"
