@@ -52,6 +52,7 @@ from luna_monitoring.dashboards import (
     write_dashboards,
 )
 from luna_monitoring.dashboards.generator import main as generator_main
+from luna_monitoring.dashboards.generator import queries
 from luna_monitoring.dashboards.generator.build import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,6 +287,31 @@ def test_every_schema_series_appears_in_a_panel():
     """All 44 series are read by some panel."""
     shown = {name for query in panel_queries() for name in named_series(query.text)}
     assert shown == set(SERIES), sorted(set(SERIES) - shown)
+
+
+class TestGeneratorChecksTheSchema:
+    """The generator refuses, while it builds, what the schema does not have."""
+
+    def test_unknown_series(self):
+        with pytest.raises(ValueError, match="unknown series 'request'; valid series: requests"):
+            queries.measurement("request")
+
+    def test_unknown_field(self):
+        with pytest.raises(ValueError, match="field 'latency' is not in series requests"):
+            queries.measurement("requests").field("latency")
+
+    def test_field_missing_from_one_of_several_series(self):
+        source = queries.measurements(["face_detection", "eyes"])
+        assert source.field("execution_time") == '"execution_time"'
+        with pytest.raises(ValueError, match=r"field 'detection_count' is not in series eyes$"):
+            source.field("detection_count")
+
+    def test_unknown_tag(self):
+        with pytest.raises(ValueError, match="tag 'route' is not in series usages_statistic"):
+            queries.measurement("usages_statistic").matches("route", "route")
+
+    def test_identifiers_are_quoted_and_escaped(self):
+        assert queries.ident('a"b\\c') == '"a\\"b\\\\c"'
 
 
 def test_estimator_variable_offers_every_estimator_series():
