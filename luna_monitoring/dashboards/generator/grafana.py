@@ -210,11 +210,22 @@ def rows(
     *,
     sort_by: str | None = None,
     units: Mapping[str, str] | None = None,
+    show_time: bool = False,
     width: int = 12,
     height: int = 8,
 ) -> table.Panel:
-    """A table of a ``resultFormat: table`` query; ``sort_by`` a column, largest first."""
+    """A table of a ``resultFormat: table`` query; ``sort_by`` a column, largest first.
+
+    The Time column is hidden unless ``show_time``: an aggregate over the whole range has
+    the range's start there, not a time of its own.
+    """
     panel = _base(table.Panel(), title, description, width, height)
+    if not show_time:
+        panel = panel.with_transformation(
+            model.DataTransformerConfig(
+                id_val="organize", options={"excludeByName": {"Time": True}}
+            )
+        )
     if sort_by is not None:
         panel = panel.sort_by([common.TableSortByFieldState().display_name(sort_by).desc(True)])
     for column, unit in (units or {}).items():

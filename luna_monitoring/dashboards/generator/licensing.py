@@ -84,6 +84,7 @@ def build() -> Dashboard:
             "Licence warnings and errors",
             f"The last {TABLE_ROWS} licence reports, newest first; also shown as annotations.",
             Target(select(LICENSING, ", ".join(reports), newest_first=TABLE_ROWS)),
+            show_time=True,
             width=24,
             height=10,
         ),
