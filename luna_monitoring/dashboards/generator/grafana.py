@@ -60,13 +60,11 @@ class InfluxAnnotationQuery(model.AnnotationQuery):
         self.tags_column = tags_column
 
     def to_json(self) -> dict[str, object]:
-        return super().to_json() | {
-            "query": self.query,
-            "rawQuery": True,
-            "textColumn": self.text_column,
-            "tagsColumn": self.tags_column,
-            "target": {"query": self.query, "rawQuery": True, "refId": "Anno"},
-        }
+        # Both the InfluxQL annotation's own keys and a target holding them: Grafana reads
+        # the former in its editor and moves them into the latter for its backend.
+        columns = {"textColumn": self.text_column, "tagsColumn": self.tags_column}
+        query = {"query": self.query, "rawQuery": True, **columns}
+        return super().to_json() | query | {"target": {**query, "refId": "Anno"}}
 
 
 class InfluxAnnotation(builder.Builder[model.AnnotationQuery]):
