@@ -353,6 +353,22 @@ def test_panel_query_returns_series(demo_traffic, selections, query):
         assert values, f"{query.title}: only nulls with {macros}"
 
 
+def test_annotations_carry_their_messages(demo_traffic, selections):
+    """Each licence annotation's text column holds the report's messages, its tags column
+    the status."""
+    influx, _ = demo_traffic
+    (board,) = [b for b in DASHBOARDS.values() if b["annotations"]["list"]]
+    for annotation in board["annotations"]["list"]:
+        query = Query(board["title"], annotation["name"], annotation["query"])
+        (series,) = panel_result(influx, query, selections[board["title"]])
+        rows = [dict(zip(series["columns"], row, strict=True)) for row in series["values"]]
+        status = annotation["name"].removeprefix("Licence ").removesuffix("s")
+        for row in rows:
+            assert row[annotation["tagsColumn"]] == status
+            messages = json.loads(row[annotation["textColumn"]])
+            assert messages and all(isinstance(m, str) for m in messages), row
+
+
 def test_failing_queries_fail_with_the_panel_title(demo_traffic):
     """The check above can fail: a syntax error, an unknown field and no data each do."""
     influx, _ = demo_traffic
