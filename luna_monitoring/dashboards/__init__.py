@@ -34,7 +34,7 @@ def dashboard_names() -> list[str]:
 
 def load_dashboard(name: str) -> dict[str, Any]:
     """The dashboard in file ``name`` (``"licensing.json"``) as a dict."""
-    return json.loads((dashboard_dir() / name).read_text())
+    return json.loads((dashboard_dir() / name).read_text(encoding="utf-8"))
 
 
 def check_uid(uid: str) -> None:
@@ -71,6 +71,8 @@ def write_dashboards(out_dir: str | Path, datasource_uid: str | None = None) -> 
         if datasource_uid is not None:
             dashboard = with_datasource_uid(dashboard, datasource_uid)
         path = out / name
-        path.write_text(json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n")
+        path.write_text(
+            json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         written.append(path)
     return written

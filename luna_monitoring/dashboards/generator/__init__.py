@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for name, text in render().items():
         path = OUT_DIR / name
-        if not path.exists() or path.read_text() != text:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
             stale.append(name)
             if not args.check:
-                path.write_text(text)
+                path.write_text(text, encoding="utf-8")
     verb = "stale" if args.check else "rewritten"
     print(f"{verb}: {', '.join(stale)}" if stale else "dashboards are up to date")
     return 1 if stale and args.check else 0

@@ -12,9 +12,9 @@ from grafana_foundation_sdk.cog import builder, variants
 from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 
+from .. import DATASOURCE_VARIABLE
 from .queries import Target
 
-DATASOURCE_VARIABLE = "datasource"
 DATASOURCE = model.DataSourceRef(type_val="influxdb", uid=f"${{{DATASOURCE_VARIABLE}}}")
 """Every query's data source: the one chosen in the ``datasource`` variable."""
 
