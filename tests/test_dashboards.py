@@ -11,9 +11,10 @@ query. The rules, as :func:`interpolate` applies them:
   ``time >= 1700000000000ms and time <= 1700003600000ms``. Both are run.
 - ``$__interval_ms`` -> ``10000`` and ``$__interval`` -> ``10s`` (Grafana derives them from
   the range and panel width; the provisioned data source's ``timeInterval`` is 10s).
-- A variable that is neither multi-value nor has "All" (``$service``) -> its value as is:
-  the queries compare it as a string, ``"service" = '$service'``.
-- A multi-value or "All" variable (``$route``, ``$estimator``) -> each value regex-escaped
+- A variable that is neither multi-value nor has "All" -> its value as is (the shipped
+  dashboards have none: a value with a quote would break a string comparison).
+- A multi-value or "All" variable (``$service``, ``$route``, ``$estimator``) -> each value
+  regex-escaped
   the way Grafana's ``escapeRegex`` does (a backslash before ``\\ ^ $ * + ? . ( ) | [ ] { } /``),
   one value alone, several as ``(a|b)``; "All" without a custom all-value is every value.
   The queries use them as ``/^$route$/``, so ``POST:/sdk`` becomes ``/^POST:\\/sdk$/`` and
@@ -43,7 +44,9 @@ import pytest
 import yaml
 
 from example_app.demo import DATABASE
+from example_app.influxd import http
 from luna_monitoring.cli.main import main as cli_main
+from luna_monitoring.core.point import LineEncoder, Point, join_lines
 from luna_monitoring.core.schema import ESTIMATOR_SERIES, SERIES
 from luna_monitoring.dashboards import (
     dashboard_dir,
@@ -167,10 +170,10 @@ def both_forms() -> list[Macros]:
 # --- running queries ------------------------------------------------------------------------
 
 
-def run(influx: Any, query: Query, text: str) -> list[dict[str, Any]]:
+def run(influx: Any, query: Query, text: str, db: str = DATABASE) -> list[dict[str, Any]]:
     """The series ``text`` returns; fails naming the panel on an error or no series."""
     try:
-        series = influx.query(text, DATABASE)
+        series = influx.query(text, db)
     except urllib.error.HTTPError as exc:  # a parse error is a 400 with {"error": ...}
         detail = exc.read().decode(errors="replace")
         exc.close()
@@ -206,10 +209,14 @@ def selections(demo_traffic) -> dict[str, dict[str, list[str]]]:
 
 
 def panel_result(
-    influx: Any, query: Query, selected: dict[str, list[str]], macros: Macros = LAST_HOUR
+    influx: Any,
+    query: Query,
+    selected: dict[str, list[str]],
+    macros: Macros = LAST_HOUR,
+    db: str = DATABASE,
 ) -> list[dict[str, Any]]:
     board = next(b for b in DASHBOARDS.values() if b["title"] == query.dashboard)
-    return run(influx, query, interpolate(query.text, board, selected, macros))
+    return run(influx, query, interpolate(query.text, board, selected, macros), db)
 
 
 def find(where: str) -> Query:
@@ -418,6 +425,57 @@ def test_licence_reports_add_up(demo_traffic, selections):
     (table,) = panel_result(influx, find("Licence warnings and errors [A]"), selected)
     assert table["columns"] == ["time", "license_status", "liveness_balance", "warnings", "errors"]
     assert len(table["values"]) == total
+
+
+HOSTILE_DB = "hostile_names"
+HOSTILE_SERVICES = ("svc.a", "svcXa", 'it\'s "quoted" ünï/x')
+HOSTILE_ROUTES = ("POST:/a.b", "POST:/aXb", "GET:/ü/<id>|(x)", "PUT:/[0-9]{2}+*?^$\\d")
+
+
+@pytest.fixture(scope="module")
+def hostile(demo_traffic) -> tuple[Any, dict[tuple[str, str], int]]:
+    """``requests`` points of services and routes whose names are full of regex characters,
+    quotes and unicode, a different count for each pair, in a database of their own."""
+    influx, _ = demo_traffic
+    influx.create_database(HOSTILE_DB)
+    counts, points = {}, []
+    start = time.time_ns()
+    for service in HOSTILE_SERVICES:
+        for route in HOSTILE_ROUTES:
+            counts[service, route] = len(counts) + 1
+            tags = {"service": service, "route": route, "status_code": "200"}
+            for _ in range(counts[service, route]):
+                fields = {"execution_time": 0.01, "request_id": str(len(points))}
+                points.append(Point("requests", start - len(points) * 1000, tags, fields))
+    body = join_lines(LineEncoder().encode_lines(points))
+    http("POST", f"{influx.url}/write?db={HOSTILE_DB}&precision=ns", body)
+    return influx, counts
+
+
+def test_hostile_names_select_exactly_themselves(hostile):
+    """A service or route with dots, brackets, quotes, slashes or unicode is offered by its
+    variable as written and selects exactly its own points, alone or with others."""
+    influx, counts = hostile
+    board = DASHBOARDS["service-overview.json"]
+    service_query, route_query = (q for q in variable_queries() if q.dashboard == board["title"])
+    requests = find("Requests [A]")
+
+    def values(query: Query, selected: dict[str, list[str]]) -> list[str]:
+        text = interpolate(query.text, board, selected, LAST_HOUR)
+        return sorted(tag_values(run(influx, query, text, HOSTILE_DB)))
+
+    def count(services: list[str], routes: list[str]) -> float:
+        selected = {"service": services, "route": routes}
+        return single_value(panel_result(influx, requests, selected, db=HOSTILE_DB))
+
+    assert values(service_query, {}) == sorted(HOSTILE_SERVICES)
+    for service in HOSTILE_SERVICES:
+        assert values(route_query, {"service": [service]}) == sorted(HOSTILE_ROUTES)
+        for route in HOSTILE_ROUTES:
+            assert count([service], [route]) == counts[service, route], (service, route)
+    services, routes = list(HOSTILE_SERVICES[:2]), list(HOSTILE_ROUTES[::2])
+    expected = sum(counts[s, r] for s in services for r in routes)
+    assert count(services, routes) == expected
 
 
 # --- well-formed for Grafana ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 
 from .. import DATASOURCE_VARIABLE
-from .queries import Target
+from .queries import Target, tag_values
 
 DATASOURCE = model.DataSourceRef(type_val="influxdb", uid=f"${{{DATASOURCE_VARIABLE}}}")
 """Every query's data source: the one chosen in the ``datasource`` variable."""
@@ -125,6 +125,11 @@ def query_variable(
         all_values = model.VariableOption(selected=True, text=["All"], value=["$__all"])
         variable = variable.multi(True).include_all(True).current(all_values)
     return variable
+
+
+def service_variable(series: str) -> dashboard.QueryVariable:
+    """``$service``: the services that wrote ``series`` (several, "All" by default)."""
+    return query_variable("service", "Service", tag_values(series, "service"), multi=True)
 
 
 def _with_targets(panel: Any, targets: Iterable[Target], table_format: bool = False) -> Any:

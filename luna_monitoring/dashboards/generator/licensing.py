@@ -9,11 +9,11 @@ from .grafana import (
     assemble,
     graph,
     new_dashboard,
-    query_variable,
     rows,
+    service_variable,
     single_stat,
 )
-from .queries import Target, measurement, over_time, select, tag_values
+from .queries import Target, measurement, over_time, select
 
 LICENSING = measurement("licensing")
 TABLE_ROWS = 500
@@ -45,7 +45,7 @@ def build() -> Dashboard:
             "Liveness balance and licence warnings and errors reported by a service "
             "monitored by luna-monitoring.",
         )
-        .with_variable(query_variable("service", "Service", tag_values("licensing", "service")))
+        .with_variable(service_variable("licensing"))
         .annotations([_annotation(status) for status in STATUS_COLORS])
     )
     return assemble(

@@ -2,8 +2,10 @@
 :data:`~luna_monitoring.core.schema.SERIES` as it is written.
 
 Queries use Grafana's InfluxQL macros and the dashboards' template variables:
-``$timeFilter``, ``$__interval`` / ``$__interval_ms``, ``$service`` (one value, compared as a
-string), ``$route`` and ``$estimator`` (several values, matched as a regular expression).
+``$timeFilter``, ``$__interval`` / ``$__interval_ms``, and ``$service``, ``$route`` and
+``$estimator``. The variables take several values ("All" included) and are matched as
+regular expressions, ``/^$service$/``: Grafana then escapes every value, so a name with
+quotes, dots or slashes selects exactly itself.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import NamedTuple
 from ...core.schema import SERIES, get_series
 
 SERVICE_TAG = "service"
-SERVICE_FILTER = "\"service\" = '$service'"
+SERVICE_FILTER = '"service" =~ /^$service$/'
 BY_TIME = "time($__interval)"
 PER_SECOND = " * 1000 / $__interval_ms"
 """Appended to a ``count(...)`` per ``$__interval``: the count per second."""
@@ -89,7 +91,7 @@ def select(
     fill: str | None = None,
     newest_first: int | None = None,
 ) -> str:
-    """``SELECT columns FROM source WHERE $timeFilter AND "service" = '$service' ...``.
+    """``SELECT columns FROM source WHERE $timeFilter AND "service" =~ /^$service$/ ...``.
 
     ``by_time`` groups by ``time($__interval)`` (before the tags of ``group_by``);
     ``newest_first=N`` orders by time descending and keeps ``N`` points.

@@ -7,7 +7,7 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.builders.timeseries import Panel
 
 from ...core.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATORS
-from .grafana import assemble, graph, new_dashboard, query_variable, rows, totals
+from .grafana import assemble, graph, new_dashboard, query_variable, rows, service_variable, totals
 from .queries import (
     Target,
     chosen,
@@ -19,7 +19,6 @@ from .queries import (
     percentile,
     rate,
     select,
-    tag_values,
 )
 
 SDKLOOP = measurement("sdkloop_task")
@@ -201,7 +200,7 @@ def build() -> Dashboard:
             "SDK loop, estimators, image loading and estimator usage of a service monitored "
             "by luna-monitoring.",
         )
-        .with_variable(query_variable("service", "Service", tag_values("sdkloop_task", "service")))
+        .with_variable(service_variable("sdkloop_task"))
         .with_variable(
             query_variable(
                 "estimator", "Estimator", measurements_among(ESTIMATOR_SERIES), multi=True

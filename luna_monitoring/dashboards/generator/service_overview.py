@@ -6,7 +6,15 @@ from functools import partial
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
-from .grafana import assemble, graph, new_dashboard, query_variable, rows, single_stat
+from .grafana import (
+    assemble,
+    graph,
+    new_dashboard,
+    query_variable,
+    rows,
+    service_variable,
+    single_stat,
+)
 from .queries import (
     SERVICE_FILTER,
     Target,
@@ -155,7 +163,7 @@ def build() -> Dashboard:
             "LUNA monitoring / Service overview",
             "Requests, latency and errors per route of a service monitored by luna-monitoring.",
         )
-        .with_variable(query_variable("service", "Service", tag_values("requests", "service")))
+        .with_variable(service_variable("requests"))
         .with_variable(
             query_variable(
                 "route",
