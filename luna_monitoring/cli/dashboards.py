@@ -15,7 +15,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--datasource-uid",
         metavar="UID",
         help="uid of the InfluxDB (InfluxQL) data source to select "
-        "(default: Grafana's default InfluxDB data source)",
+        "(default: Grafana picks an InfluxDB data source)",
     )
 
 
