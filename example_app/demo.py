@@ -29,6 +29,7 @@ from typing import NamedTuple
 from PIL import Image, ImageDraw
 
 from luna_monitoring.core.schema import SERIES
+from luna_monitoring.dashboards import dashboard_dir
 
 from .influxd import LOOPBACK, InfluxD, free_port, http
 
@@ -346,7 +347,9 @@ def main() -> int:
             print(f"FAILED: {exc}")
             return 1
         passed = report(influx, outcome)
-    print(f"\ndone in {time.monotonic() - began:.1f} s; everything started was stopped")
+    print(f"\nGrafana dashboards for these series (InfluxQL): {dashboard_dir()}")
+    print("write them out for Grafana: python -m luna_monitoring dashboards --out DIR")
+    print(f"done in {time.monotonic() - began:.1f} s; everything started was stopped")
     return 0 if passed else 1
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from example_app.demo import FAILING_PER_KIND, OK_PER_KIND
 from luna_monitoring.core.schema import SERIES
+from luna_monitoring.dashboards import dashboard_dir, dashboard_names
 
 ROOT = Path(__file__).resolve().parent.parent
 SENT = 7 * OK_PER_KIND + 5 * FAILING_PER_KIND
@@ -63,3 +64,20 @@ def test_leaves_nothing_running(demo):
     """It ends by saying everything it started was stopped, in well under 2 minutes."""
     done = re.search(r"^done in ([\d.]+) s; everything started was stopped$", demo.stdout, re.M)
     assert done is not None and float(done[1]) < 120
+
+
+def test_says_where_the_dashboards_are(demo, tmp_path):
+    """The output names the dashboards' folder and the one command that writes them out."""
+    where = re.search(
+        r"^Grafana dashboards for these series \(InfluxQL\): (.+)$", demo.stdout, re.M
+    )
+    assert where is not None, demo.stdout
+    assert Path(where[1]) == dashboard_dir()
+    assert sorted(path.name for path in Path(where[1]).glob("*.json")) == dashboard_names()
+    command = re.search(
+        r"^write them out for Grafana: python (-m .+ --out DIR)$", demo.stdout, re.M
+    )
+    assert command is not None, demo.stdout
+    args = command[1].replace("DIR", str(tmp_path)).split()
+    subprocess.run([sys.executable, *args], cwd=ROOT, check=True, capture_output=True, timeout=60)
+    assert sorted(path.name for path in tmp_path.iterdir()) == dashboard_names()

@@ -10,9 +10,10 @@ import argparse
 
 from .check import CHECK
 from .command import Command
+from .dashboards import DASHBOARDS
 from .reference import CONFIG, SERIES
 
-COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK)
+COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK, DASHBOARDS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,7 @@
+"""``python -m luna_monitoring.dashboards.generator``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
