@@ -24,7 +24,9 @@ from servers import (
 )
 
 from luna_monitoring.core.point import Point
-from luna_monitoring.core.prometheus import CONTENT_TYPE, DURATION_BUCKETS_S, ENV, RequestMetrics
+from luna_monitoring.core.metric_families import DURATION_BUCKETS_S
+from luna_monitoring.core.point_metrics import PointMetrics
+from luna_monitoring.core.prometheus import CONTENT_TYPE, ENV
 
 SERVICE = "luna-remote-sdk"
 APP = Path(__file__).parent / "apps" / "metrics_app.py"
@@ -137,7 +139,7 @@ async def metrics_text(client: httpx.AsyncClient) -> str:
 
 class TestRequestMetrics:
     def test_counts_requests_errors_and_durations(self, tmp_path):
-        metrics = RequestMetrics(str(tmp_path), {})
+        metrics = PointMetrics(str(tmp_path), {})
         metrics.feed(
             [
                 request("POST:/sdk", "200", 0.04),
@@ -167,7 +169,7 @@ class TestRequestMetrics:
         metrics.close()
 
     def test_a_bound_is_inclusive(self, tmp_path):
-        metrics = RequestMetrics(str(tmp_path), {})
+        metrics = PointMetrics(str(tmp_path), {})
         metrics.feed([request("GET:/", "200", 0.1)])
         got = samples(metrics.exposition().decode())
         labels = f'route="GET:/",service="{SERVICE}"'
@@ -177,13 +179,13 @@ class TestRequestMetrics:
 
     @pytest.mark.parametrize("owns", [True, False])
     def test_close_removes_only_a_directory_it_owns(self, tmp_path, owns):
-        metrics = RequestMetrics(str(tmp_path), {}, owns_directory=owns)
+        metrics = PointMetrics(str(tmp_path), {}, owns_directory=owns)
         metrics.feed([request("GET:/", "200", 0.1)])
         metrics.close()
         assert tmp_path.exists() is not owns
 
     def test_extra_labels_on_every_series(self, tmp_path):
-        metrics = RequestMetrics(str(tmp_path), {"region": "eu", "node": "n1"})
+        metrics = PointMetrics(str(tmp_path), {"region": "eu", "node": "n1"})
         metrics.feed([request("GET:/", "500", 0.1), error("GET:/", "500", "0")])
         text = metrics.exposition().decode()
         lines = [line for line in text.splitlines() if not line.startswith("#")]
@@ -192,7 +194,7 @@ class TestRequestMetrics:
         metrics.close()
 
     def test_workers_are_summed(self, tmp_path):
-        workers = [RequestMetrics(str(tmp_path), {}) for _ in range(3)]
+        workers = [PointMetrics(str(tmp_path), {}) for _ in range(3)]
         for n, worker in enumerate(workers, start=1):
             worker.feed([request("GET:/", "200", 0.01)] * n)
         workers[0].close()  # a stopped worker's totals stay

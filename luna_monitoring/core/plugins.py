@@ -99,6 +99,7 @@ class _Slot:
         "cls",
         "enabled",
         "expired",
+        "failures",
         "name",
         "plugin",
         "queue",
@@ -122,6 +123,8 @@ class _Slot:
         """Loop time the running ``flush_point_to_monitoring`` call began; None between calls."""
         self.watchdog: asyncio.TimerHandle | None = None
         self.expired = False
+        self.failures = [0, 0]
+        """Calls of this plugin that raised, and that timed out."""
 
 
 class PluginRunner:
@@ -176,6 +179,11 @@ class PluginRunner:
     __call__ = feed
 
     @property
+    def failures(self) -> dict[str, tuple[int, int]]:
+        """Plugin name (``module:Class``) -> calls that raised, calls that timed out."""
+        return {slot.name: (slot.failures[0], slot.failures[1]) for slot in self._slots}
+
+    @property
     def plugins(self) -> list[BaseRequestMonitoringPlugin]:
         """The plugin instances created so far (once the server has started)."""
         return [slot.plugin for slot in self._slots if slot.plugin is not None]
@@ -218,6 +226,7 @@ class PluginRunner:
             slot.plugin = slot.cls(self.app)
         except Exception:
             self.stats["plugin_errors"] += 1
+            slot.failures[0] += 1
             logger.exception("monitoring plugin %s: creating it failed", slot.name)
             slot.enabled = False
         else:
@@ -292,6 +301,7 @@ class PluginRunner:
     def _failed(self, slot: _Slot, hook: str, exc: BaseException | None) -> None:
         """Count a call that raised ``exc`` or (``None``) timed out; log it rate-limited."""
         self.stats["plugin_timeouts" if exc is None else "plugin_errors"] += 1
+        slot.failures[exc is None] += 1
         if slot.throttle.ready(time.monotonic()):
             logger.error(
                 "monitoring plugin %s: %s %s (%d similar messages suppressed)",
