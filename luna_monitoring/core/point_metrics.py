@@ -11,7 +11,7 @@ import shutil
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from typing import Any
+from types import MappingProxyType
 
 from .caches import with_room
 from .metric_families import (
@@ -29,12 +29,16 @@ from .point import Point
 
 _Sums = defaultdict[str, float]
 _BALANCE_MODE = "mostrecent"
-
-
-def _observe(sums: _Sums, keys: HistogramKeys, value: float) -> None:
-    sum_key, buckets, bounds = keys
-    sums[sum_key] += value
-    sums[buckets[bisect_left(bounds, value)]] += 1.0
+# What a point's keys tuple starts with: how its fields are counted.
+_REQUEST, _TIMED, _COUNTED, _IMAGE, _USAGES, _LICENSING = range(6)
+_TAGS = {  # series -> the tags its label values come from
+    "requests": ("service", "route", "status_code"),
+    "errors": ("service", "route", "status_code", "error_code"),
+    "image_load": ("service", "format"),
+    "sdkloop_task": ("service", "image_count"),
+    "usages_statistic": ("service",),
+    "licensing": ("service", "license_status"),
+} | dict.fromkeys(ESTIMATORS, ("service", "batch_size"))
 
 
 class PointMetrics:
@@ -43,6 +47,9 @@ class PointMetrics:
     >>> metrics = PointMetrics(directory, {"dc": "eu"})
     >>> metrics.feed(points)
     >>> metrics.exposition()  # every worker's metrics of the directory, merged
+
+    The keys of a tag set are cached by its values (bounded) and, for the read-only tag
+    mappings that the request hooks and the collector share between points, by identity.
     """
 
     def __init__(
@@ -57,125 +64,108 @@ class PointMetrics:
         self._owns_directory = owns_directory
         self.files = MetricFiles(directory, extra_labels)
         self._bounds = {name: (*bounds, INF) for name, bounds in buckets.items()}
-        self._requests: dict[tuple, tuple[str, str, HistogramKeys]] = {}
-        self._estimations: dict[tuple, HistogramKeys] = {}
-        self._cached: dict[tuple, Any] = {}  # the rarer series' keys by (series, tag values)
-        self._balances: dict[str, tuple[float, float]] = {}  # key: (value, time) this slice
-        self._by_series: dict[str, Callable[[int, Mapping, Mapping, _Sums, _Sums], None]] = {
-            "errors": self._error,
-            "image_load": self._image_load,
-            "sdkloop_task": self._sdkloop_task,
-            "usages_statistic": self._usages,
-            "licensing": self._licensing,
-        }
+        self._shared: dict[str, dict[int, tuple[Mapping, tuple]]] = {s: {} for s in _TAGS}
+        self._cached: dict[tuple, tuple] = {}
+        self._make: dict[str, Callable[..., tuple]] = {
+            "requests": self._request_keys,
+            "errors": self._error_keys,
+            "image_load": self._image_keys,
+            "sdkloop_task": self._sdkloop_keys,
+            "usages_statistic": self._usage_keys,
+            "licensing": self._licensing_keys,
+        } | dict.fromkeys(ESTIMATORS, self._estimation_keys)
+        self._balances: dict[str, tuple[int, float]] = {}  # key: newest (time_ns, value)
+        self._new_balances: set[str] = set()
 
     def feed(self, points: list[Point]) -> None:
         """Count, sum and observe what ``points`` hold; other series are ignored."""
         counts: _Sums = defaultdict(float)
         sums: _Sums = defaultdict(float)
-        requests = self._requests
-        estimations = self._estimations
-        by_series = self._by_series
+        by_series = self._shared
+        bisect = bisect_left
         for series, time_ns, tags, fields in points:
-            if series == "requests":
-                key = (tags.get("service", ""), tags.get("route", ""), tags.get("status_code", ""))
-                count_key, class_key, keys = requests.get(key) or self._request_keys(key)
-                counts[count_key] += 1.0
-                counts[class_key] += 1.0
+            shared = by_series.get(series)
+            if shared is None:
+                continue
+            entry = shared.get(id(tags))
+            keys = entry[1] if entry is not None and entry[0] is tags else self._keys(series, tags)
+            kind = keys[0]
+            if kind is _TIMED:
                 seconds = fields.get("execution_time")
                 if seconds is not None:
-                    sum_key, buckets, bounds = keys
-                    sums[sum_key] += seconds
-                    sums[buckets[bisect_left(bounds, seconds)]] += 1.0
-            elif series in ESTIMATORS:
-                key = (series, tags.get("service", ""), tags.get("batch_size", ""))
+                    sums[keys[1]] += seconds
+                    sums[keys[2][bisect(keys[3], seconds)]] += 1.0
+            elif kind is _REQUEST:
+                counts[keys[1]] += 1.0
+                counts[keys[2]] += 1.0
                 seconds = fields.get("execution_time")
                 if seconds is not None:
-                    _observe(sums, estimations.get(key) or self._estimation_keys(key), seconds)
+                    sums[keys[3]] += seconds
+                    sums[keys[4][bisect(keys[5], seconds)]] += 1.0
+            elif kind is _USAGES:
+                usage_keys = keys[1]
+                for name, value in fields.items():
+                    if value and name in usage_keys:
+                        counts[usage_keys[name]] += value
+            elif kind is _COUNTED:
+                counts[keys[1]] += 1.0
+            elif kind is _IMAGE:
+                seconds, size = fields.get("execution_time"), fields.get("size")
+                if seconds is not None:
+                    sums[keys[1]] += seconds
+                    sums[keys[2][bisect(keys[3], seconds)]] += 1.0
+                if size is not None:
+                    sums[keys[4]] += size
+                    sums[keys[5][bisect(keys[6], size)]] += 1.0
             else:
-                handle = by_series.get(series)
-                if handle is not None:
-                    handle(time_ns, tags, fields, counts, sums)
+                self._licensing(keys, time_ns, fields, counts)
         files = self.files
         files.add(files.counts, counts)
         files.add(files.histograms, sums)
-        if self._balances:
+        if self._new_balances:
             self._write_balances()
 
-    def _request_keys(self, key: tuple[str, str, str]) -> tuple[str, str, HistogramKeys]:
-        service, route, status = key
-        keys = with_room(self._requests)[key] = (
-            self.files.key("request_count_total", service, (route, status)),
-            self.files.key("responses_total", service, (route_method(route), status_class(status))),
-            self._histogram("request_duration_seconds", service, (route,)),
-        )
-        return keys
-
-    def _estimation_keys(self, key: tuple[str, str, str]) -> HistogramKeys:
-        series, service, batch_size = key
-        keys = with_room(self._estimations)[key] = self._histogram(
-            "estimation_duration_seconds", service, (series, count_range(str(batch_size)))
-        )
+    def _keys(self, series: str, tags: Mapping) -> tuple:
+        """The keys of a tag set not met before (by identity); ``(kind, keys...)``."""
+        values = (series, *(str(tags.get(name, "")) for name in _TAGS[series]))
+        keys = self._cached.get(values)
+        if keys is None:
+            keys = with_room(self._cached)[values] = self._make[series](*values)
+        if type(tags) is MappingProxyType:  # kept alive by the entry: its id stays its own
+            with_room(self._shared[series])[id(tags)] = (tags, keys)
         return keys
 
     def _histogram(self, name: str, service: str, values: tuple[str, ...]) -> HistogramKeys:
         return self.files.histogram_keys(name, service, values, self._bounds[name])
 
-    def _keys(self, key: tuple, make: Callable[[], Any]) -> Any:
-        """The cached keys of ``key`` (``(series, tag values...)``), made by ``make``."""
-        keys = self._cached.get(key)
-        if keys is None:
-            keys = with_room(self._cached)[key] = make()
-        return keys
-
-    def _error(self, time_ns: int, tags: Mapping, fields: Mapping, counts: _Sums, _: _Sums):
-        values = tuple(tags.get(k, "") for k in ("route", "status_code", "error_code"))
-        service = tags.get("service", "")
-        counts[
-            self._keys(
-                ("errors", service, *values),
-                lambda: self.files.key("errors_count_total", service, values),
-            )
-        ] += 1.0
-
-    def _image_load(self, time_ns: int, tags: Mapping, fields: Mapping, _: _Sums, sums: _Sums):
-        service, fmt = tags.get("service", ""), image_format(str(tags.get("format", "")))
-        duration, size = self._keys(
-            ("image_load", service, fmt),
-            lambda: (
-                self._histogram("image_load_duration_seconds", service, (fmt,)),
-                self._histogram("image_load_size_bytes", service, (fmt,)),
-            ),
+    def _request_keys(self, _: str, service: str, route: str, status: str) -> tuple:
+        return (
+            _REQUEST,
+            self.files.key("request_count_total", service, (route, status)),
+            self.files.key("responses_total", service, (route_method(route), status_class(status))),
+            *self._histogram("request_duration_seconds", service, (route,)),
         )
-        seconds = fields.get("execution_time")
-        if seconds is not None:
-            _observe(sums, duration, seconds)
-        size_bytes = fields.get("size")
-        if size_bytes is not None:
-            _observe(sums, size, size_bytes)
 
-    def _sdkloop_task(self, time_ns: int, tags: Mapping, fields: Mapping, _: _Sums, sums: _Sums):
-        service, count = tags.get("service", ""), str(tags.get("image_count", ""))
-        seconds = fields.get("execution_time")
-        if seconds is not None:
-            keys = self._keys(
-                ("sdkloop_task", service, count),
-                lambda: self._histogram(
-                    "sdkloop_task_duration_seconds", service, (count_range(count),)
-                ),
-            )
-            _observe(sums, keys, seconds)
+    def _error_keys(self, _: str, service: str, *values: str) -> tuple:
+        return _COUNTED, self.files.key("errors_count_total", service, values)
 
-    def _usages(self, time_ns: int, tags: Mapping, fields: Mapping, counts: _Sums, _: _Sums):
-        service = tags.get("service", "")
-        keys = self._keys(("usages_statistic", service), lambda: self._usage_keys(service))
-        for name, value in fields.items():
-            if value:
-                key = keys.get(name)
-                if key is not None:
-                    counts[key] += value
+    def _estimation_keys(self, series: str, service: str, batch_size: str) -> tuple:
+        name = "estimation_duration_seconds"
+        return _TIMED, *self._histogram(name, service, (series, count_range(batch_size)))
 
-    def _usage_keys(self, service: str) -> dict[str, str]:
+    def _sdkloop_keys(self, _: str, service: str, image_count: str) -> tuple:
+        name = "sdkloop_task_duration_seconds"
+        return _TIMED, *self._histogram(name, service, (count_range(image_count),))
+
+    def _image_keys(self, _: str, service: str, fmt: str) -> tuple:
+        labels = (image_format(fmt),)
+        return (
+            _IMAGE,
+            *self._histogram("image_load_duration_seconds", service, labels),
+            *self._histogram("image_load_size_bytes", service, labels),
+        )
+
+    def _usage_keys(self, _: str, service: str) -> tuple:
         """Every estimator's key; all 23 show from now on, unused ones as 0."""
         keys = {
             field: self.files.key("usages_total", service, (estimator,))
@@ -183,31 +173,30 @@ class PointMetrics:
         }
         for key in keys.values():
             self.files.counts.read_value(key)
-        return keys
+        return _USAGES, keys
 
-    def _licensing(self, time_ns: int, tags: Mapping, fields: Mapping, counts: _Sums, _: _Sums):
-        service, status = tags.get("service", ""), license_status(tags.get("license_status", ""))
-        report, balance = self._keys(
-            ("licensing", service, status),
-            lambda: (
-                self.files.key("license_reports_total", service, (status,)),
-                self.files.key("liveness_balance", service, ()),
-            ),
+    def _licensing_keys(self, _: str, service: str, status: str) -> tuple:
+        return (
+            _LICENSING,
+            self.files.key("license_reports_total", service, (license_status(status),)),
+            self.files.key("liveness_balance", service, ()),
         )
+
+    def _licensing(self, keys: tuple, time_ns: int, fields: Mapping, counts: _Sums) -> None:
+        _, report, balance = keys
         counts[report] += 1.0
         value = fields.get("liveness_balance")
-        if value is not None:
-            seconds = time_ns / 1e9
-            if seconds >= self._balances.get(balance, (0.0, 0.0))[1]:
-                self._balances[balance] = (float(value), seconds)
+        if value is not None and time_ns >= self._balances.get(balance, (time_ns, 0.0))[0]:
+            self._balances[balance] = (time_ns, float(value))
+            self._new_balances.add(balance)
 
     def _write_balances(self) -> None:
-        """The newest balance of this slice, unless the file holds a newer one."""
+        """The newest balance this worker saw, timestamped with its point's time."""
         file = self.files.gauges(_BALANCE_MODE)
-        for key, (value, seconds) in self._balances.items():
-            if seconds >= file.read_value(key)[1]:
-                file.write_value(key, value, seconds)
-        self._balances.clear()
+        for key in self._new_balances:
+            time_ns, value = self._balances[key]
+            file.write_value(key, value, time_ns / 1e9)
+        self._new_balances.clear()
 
     def exposition(self) -> bytes:
         """The merged metrics of all workers in the Prometheus text format."""
