@@ -53,6 +53,22 @@ def request(route: str, status: str, seconds: float = 0.01) -> Point:
     return point("requests", tags, {"request_id": "r", "execution_time": seconds})
 
 
+def line(name: str, value: float, **labels: str) -> str:
+    """One exposition line: labels sorted, ``service`` included."""
+    text = ",".join(f'{k}="{v}"' for k, v in sorted({"service": SERVICE, **labels}.items()))
+    return f"{name}{{{text}}} {float(value)!r}"
+
+
+def histogram(name: str, bounds: dict[str, int], total: float, **labels: str) -> list[str]:
+    """The lines of one histogram label set: cumulative ``bounds`` counts, count, sum."""
+    count = max(bounds.values())
+    return [
+        *(line(f"{name}_bucket", n, le=le, **labels) for le, n in bounds.items()),
+        line(f"{name}_count", count, **labels),
+        line(f"{name}_sum", total, **labels),
+    ]
+
+
 def lines_of(text: str, family: str) -> list[str]:
     """The sample lines of ``family`` (its ``_sum``, ``_bucket``, ``_count`` too), sorted."""
     pattern = re.compile(rf"^{family}(_sum|_bucket|_count)?{{")
@@ -90,62 +106,34 @@ class TestFamilies:
                 estimation("livenessv1", "3", 0.001),
             ],
         )
-        fd1 = f'batch_size="1",series="face_detection",{S}'
-        fd4 = f'batch_size="3-4",series="face_detection",{S}'
-        lv = f'batch_size="3-4",series="livenessv1",{S}'
-        assert lines_of(text, "estimation_duration_seconds") == sorted(
-            [
-                f'estimation_duration_seconds_bucket{{batch_size="1",le="0.01",series="face_detection",{S}}} 1.0',
-                f'estimation_duration_seconds_bucket{{batch_size="1",le="0.1",series="face_detection",{S}}} 2.0',
-                f'estimation_duration_seconds_bucket{{batch_size="1",le="+Inf",series="face_detection",{S}}} 2.0',
-                f"estimation_duration_seconds_count{{{fd1}}} 2.0",
-                f"estimation_duration_seconds_sum{{{fd1}}} 0.055",
-                f'estimation_duration_seconds_bucket{{batch_size="3-4",le="0.01",series="face_detection",{S}}} 0.0',
-                f'estimation_duration_seconds_bucket{{batch_size="3-4",le="0.1",series="face_detection",{S}}} 0.0',
-                f'estimation_duration_seconds_bucket{{batch_size="3-4",le="+Inf",series="face_detection",{S}}} 1.0',
-                f"estimation_duration_seconds_count{{{fd4}}} 1.0",
-                f"estimation_duration_seconds_sum{{{fd4}}} 0.5",
-                f'estimation_duration_seconds_bucket{{batch_size="3-4",le="0.01",series="livenessv1",{S}}} 1.0',
-                f'estimation_duration_seconds_bucket{{batch_size="3-4",le="0.1",series="livenessv1",{S}}} 1.0',
-                f'estimation_duration_seconds_bucket{{batch_size="3-4",le="+Inf",series="livenessv1",{S}}} 1.0',
-                f"estimation_duration_seconds_count{{{lv}}} 1.0",
-                f"estimation_duration_seconds_sum{{{lv}}} 0.001",
-            ]
-        )  # fmt: skip
+        name, face, live = "estimation_duration_seconds", "face_detection", "livenessv1"
+        assert lines_of(text, name) == sorted(
+            histogram(name, {"0.01": 1, "0.1": 2, "+Inf": 2}, 0.055, batch_size="1", series=face)
+            + histogram(name, {"0.01": 0, "0.1": 0, "+Inf": 1}, 0.5, batch_size="3-4", series=face)
+            + histogram(
+                name, {"0.01": 1, "0.1": 1, "+Inf": 1}, 0.001, batch_size="3-4", series=live
+            )
+        )
 
     def test_image_load_duration_seconds_and_size_bytes(self, metrics):
         """Per format (upper-cased when known); duration and size each a histogram."""
         text = fed(
             metrics(),
-            [image_load("JPEG", 0.002, 500), image_load("jpeg", 0.02, 50000)]
-            + [image_load("PNG", 0.003, 200000)],
-        )
-        jpeg, png = f'format="JPEG",{S}', f'format="PNG",{S}'
-        assert lines_of(text, "image_load_duration_seconds") == sorted(
             [
-                f'image_load_duration_seconds_bucket{{format="JPEG",le="0.01",{S}}} 1.0',
-                f'image_load_duration_seconds_bucket{{format="JPEG",le="+Inf",{S}}} 2.0',
-                f"image_load_duration_seconds_count{{{jpeg}}} 2.0",
-                f"image_load_duration_seconds_sum{{{jpeg}}} 0.022",
-                f'image_load_duration_seconds_bucket{{format="PNG",le="0.01",{S}}} 1.0',
-                f'image_load_duration_seconds_bucket{{format="PNG",le="+Inf",{S}}} 1.0',
-                f"image_load_duration_seconds_count{{{png}}} 1.0",
-                f"image_load_duration_seconds_sum{{{png}}} 0.003",
-            ]
+                image_load("JPEG", 0.002, 500),
+                image_load("jpeg", 0.02, 50000),
+                image_load("PNG", 0.003, 200000),
+            ],
         )
-        assert lines_of(text, "image_load_size_bytes") == sorted(
-            [
-                f'image_load_size_bytes_bucket{{format="JPEG",le="1000.0",{S}}} 1.0',
-                f'image_load_size_bytes_bucket{{format="JPEG",le="100000.0",{S}}} 2.0',
-                f'image_load_size_bytes_bucket{{format="JPEG",le="+Inf",{S}}} 2.0',
-                f"image_load_size_bytes_count{{{jpeg}}} 2.0",
-                f"image_load_size_bytes_sum{{{jpeg}}} 50500.0",
-                f'image_load_size_bytes_bucket{{format="PNG",le="1000.0",{S}}} 0.0',
-                f'image_load_size_bytes_bucket{{format="PNG",le="100000.0",{S}}} 0.0',
-                f'image_load_size_bytes_bucket{{format="PNG",le="+Inf",{S}}} 1.0',
-                f"image_load_size_bytes_count{{{png}}} 1.0",
-                f"image_load_size_bytes_sum{{{png}}} 200000.0",
-            ]
+        name = "image_load_duration_seconds"
+        assert lines_of(text, name) == sorted(
+            histogram(name, {"0.01": 1, "+Inf": 2}, 0.022, format="JPEG")
+            + histogram(name, {"0.01": 1, "+Inf": 1}, 0.003, format="PNG")
+        )
+        name = "image_load_size_bytes"
+        assert lines_of(text, name) == sorted(
+            histogram(name, {"1000.0": 1, "100000.0": 2, "+Inf": 2}, 50500, format="JPEG")
+            + histogram(name, {"1000.0": 0, "100000.0": 0, "+Inf": 1}, 200000, format="PNG")
         )
 
     def test_sdkloop_task_duration_seconds(self, metrics):
@@ -155,21 +143,11 @@ class TestFamilies:
             metrics(),
             [point("sdkloop_task", {"image_count": n}, {"execution_time": s}) for n, s in tasks],
         )
-        assert lines_of(text, "sdkloop_task_duration_seconds") == sorted(
-            [
-                f'sdkloop_task_duration_seconds_bucket{{image_count="0",le="0.1",{S}}} 1.0',
-                f'sdkloop_task_duration_seconds_bucket{{image_count="0",le="+Inf",{S}}} 1.0',
-                f'sdkloop_task_duration_seconds_count{{image_count="0",{S}}} 1.0',
-                f'sdkloop_task_duration_seconds_sum{{image_count="0",{S}}} 0.01',
-                f'sdkloop_task_duration_seconds_bucket{{image_count="1",le="0.1",{S}}} 1.0',
-                f'sdkloop_task_duration_seconds_bucket{{image_count="1",le="+Inf",{S}}} 2.0',
-                f'sdkloop_task_duration_seconds_count{{image_count="1",{S}}} 2.0',
-                f'sdkloop_task_duration_seconds_sum{{image_count="1",{S}}} 0.25',
-                f'sdkloop_task_duration_seconds_bucket{{image_count="5-8",le="0.1",{S}}} 0.0',
-                f'sdkloop_task_duration_seconds_bucket{{image_count="5-8",le="+Inf",{S}}} 1.0',
-                f'sdkloop_task_duration_seconds_count{{image_count="5-8",{S}}} 1.0',
-                f'sdkloop_task_duration_seconds_sum{{image_count="5-8",{S}}} 0.3',
-            ]
+        name = "sdkloop_task_duration_seconds"
+        assert lines_of(text, name) == sorted(
+            histogram(name, {"0.1": 1, "+Inf": 1}, 0.01, image_count="0")
+            + histogram(name, {"0.1": 1, "+Inf": 2}, 0.25, image_count="1")
+            + histogram(name, {"0.1": 0, "+Inf": 1}, 0.3, image_count="5-8")
         )
 
     def test_usages_total(self, metrics):
@@ -193,8 +171,12 @@ class TestFamilies:
         """Per status; a status that is neither warning nor error counts as ``other``."""
         text = fed(
             metrics(),
-            [licensing("warning", 30, 1), licensing("warning", 20, 2)]
-            + [licensing("error", 0, 3), licensing('bad"\n', 5, 4)],
+            [
+                licensing("warning", 30, 1),
+                licensing("warning", 20, 2),
+                licensing("error", 0, 3),
+                licensing('bad"\n', 5, 4),
+            ],
         )
         assert lines_of(text, "license_reports_total") == [
             f'license_reports_total{{{S},status="error"}} 1.0',
@@ -226,9 +208,18 @@ class TestFamilies:
         """Per method and status class; request_count_total keeps its labels."""
         text = fed(
             metrics(),
-            [request("GET:/a", "200"), request("GET:/b", "204"), request("POST:/a", "404")]
-            + [request("POST:/a", "503"), request("OTHER:__unmatched__", "400")]
-            + [request("BREW:/pot", "418"), request("GET:/a", "99")],
+            [
+                request(route, status)
+                for route, status in (
+                    ("GET:/a", "200"),
+                    ("GET:/b", "204"),
+                    ("POST:/a", "404"),
+                    ("POST:/a", "503"),
+                    ("OTHER:__unmatched__", "400"),
+                    ("BREW:/pot", "418"),
+                    ("GET:/a", "99"),
+                )
+            ],
         )
         assert lines_of(text, "responses_total") == [
             f'responses_total{{method="GET",{S},status_class="2xx"}} 2.0',
@@ -268,7 +259,8 @@ class TestFamilies:
         }
         assert names == {f.name for f in FAMILIES if not f.name.startswith("monitoring_")}
         escaped = 'service="sdk \\"eu\\"\\\\ \\n фото"'
-        assert all('node="n1"' in s and 'region="eu"' in s and escaped in s for s in samples)  # fmt: skip
+        for sample in samples:
+            assert 'node="n1"' in sample and 'region="eu"' in sample and escaped in sample
 
 
 class TestWorkers:
@@ -323,17 +315,35 @@ class TestCardinality:
         assert label_values("image_load_duration_seconds", "format") == {"other"}
         assert label_values("license_reports_total", "status") == {"other"}
         assert label_values("responses_total", "method") == {"OTHER"}
-        assert label_values("responses_total", "status_class") == {"1xx", "2xx", "3xx", "4xx", "5xx", "other"}  # fmt: skip
-        count = sum(float(line.rsplit(" ", 1)[1]) for line in lines_of(text, "estimation_duration_seconds") if "_count{" in line)  # fmt: skip
-        assert count == len(hostile)
+        classes = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
+        assert label_values("responses_total", "status_class") == classes
+        counts = [
+            float(sample.rsplit(" ", 1)[1])
+            for sample in lines_of(text, "estimation_duration_seconds")
+            if "_count{" in sample
+        ]
+        assert sum(counts) == len(hostile)
 
 
 class TestLabels:
     @pytest.mark.parametrize(
         ("value", "label"),
-        [("0", "0"), ("1", "1"), ("2", "2"), ("3", "3-4"), ("4", "3-4"), ("5", "5-8")]
-        + [("256", "129-256"), ("257", "257+"), (str(10**30), "other"), ("-1", "other")]
-        + [("", "other"), ("٣", "other"), ("1.0", "other"), (" 1", "other")],
+        [
+            ("0", "0"),
+            ("1", "1"),
+            ("2", "2"),
+            ("3", "3-4"),
+            ("4", "3-4"),
+            ("5", "5-8"),
+            ("256", "129-256"),
+            ("257", "257+"),
+            (str(10**30), "other"),
+            ("-1", "other"),
+            ("", "other"),
+            ("٣", "other"),
+            ("1.0", "other"),
+            (" 1", "other"),
+        ],
     )
     def test_count_range(self, value, label):
         """Counts map to power-of-two ranges; anything not a plain decimal is ``other``."""
