@@ -49,20 +49,36 @@ def silent(name: str, at: str) -> dict:
 BUCKET = "request_duration_seconds_bucket"
 PLUGIN = {"plugin": "m:P"}
 ROUTE = {"route": "POST:/sdk"}
-FIRING = {
-    "input_series": [
-        series("monitoring_points_dropped_total", "0 0 40 80 120"),
-        series("monitoring_write_errors_total", "0+3x30"),
-        series("monitoring_points_written_total", "500+0x30"),
-        series("monitoring_plugin_errors_total", "0+1x30", **PLUGIN),
+
+
+def inputs(
+    dropped: str,
+    errors: str,
+    written: str,
+    plugin: str,
+    balance: str,
+    server_errors: str,
+    buckets: dict[str, str],
+) -> list[dict[str, str]]:
+    """The input series of one case: values of each family, one a minute."""
+    return [
+        series("monitoring_points_dropped_total", dropped),
+        series("monitoring_write_errors_total", errors),
+        series("monitoring_points_written_total", written),
+        series("monitoring_plugin_errors_total", plugin, **PLUGIN),
         series("monitoring_plugin_timeouts_total", "0+0x30", **PLUGIN),
-        series("liveness_balance", "900"),
-        series("responses_total", "0+6x30", method="POST", status_class="5xx"),
+        series("liveness_balance", balance),
+        series("responses_total", server_errors, method="POST", status_class="5xx"),
         series("responses_total", "0+60x30", method="POST", status_class="2xx"),
-        series(BUCKET, "0+1x30", le="1.0", **ROUTE),
-        series(BUCKET, "0+60x30", le="5.0", **ROUTE),
-        series(BUCKET, "0+60x30", le="+Inf", **ROUTE),
-    ],
+        *(series(BUCKET, values, le=le, **ROUTE) for le, values in buckets.items()),
+    ]  # fmt: skip
+
+
+FIRING = {
+    "input_series": inputs(
+        "0 0 40 80 120", "0+3x30", "500+0x30", "0+1x30", "900", "0+6x30",
+        {"1.0": "0+1x30", "5.0": "0+60x30", "+Inf": "0+60x30"},
+    ),
     "alert_rule_test": [
         alert(
             "LunaMonitoringPointsDropped", "4m", "warning",
@@ -97,18 +113,10 @@ FIRING = {
     ],
 }  # fmt: skip
 HEALTHY = {
-    "input_series": [
-        series("monitoring_points_dropped_total", "0+0x30"),
-        series("monitoring_write_errors_total", "0 1 1 1 1 1 1 1 1 1 1 1"),  # one retried
-        series("monitoring_points_written_total", "0+100x30"),
-        series("monitoring_plugin_errors_total", "0+0x30", **PLUGIN),
-        series("monitoring_plugin_timeouts_total", "0+0x30", **PLUGIN),
-        series("liveness_balance", "5000"),
-        series("responses_total", "0+1x30", method="POST", status_class="5xx"),
-        series("responses_total", "0+60x30", method="POST", status_class="2xx"),
-        series(BUCKET, "0+60x30", le="0.1", **ROUTE),
-        series(BUCKET, "0+60x30", le="+Inf", **ROUTE),
-    ],
+    "input_series": inputs(  # one write error, retried
+        "0+0x30", "0 1 1 1 1 1 1 1 1 1 1 1", "0+100x30", "0+0x30", "5000", "0+1x30",
+        {"0.1": "0+60x30", "+Inf": "0+60x30"},
+    ),
     "alert_rule_test": [
         silent(name, "25m")
         for name in (
