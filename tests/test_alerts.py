@@ -162,9 +162,15 @@ def test_rules_use_only_exported_families():
 
 
 def test_a_built_wheel_ships_the_rules(tmp_path):
-    """``pip wheel`` puts the rules file in the package."""
+    """``pip wheel`` (of a copy of the source, so the checkout stays clean) puts the rules
+    file in the package."""
+    source = tmp_path / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(ROOT / "luna_monitoring", source / "luna_monitoring", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
          "-q", "-w", str(tmp_path)],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip

@@ -274,6 +274,21 @@ class TestEndpoint:
         kinds = {path.name.partition("_")[0] for path in tmp_path.iterdir()}
         assert {"counter", "histogram"} <= kinds <= {"counter", "histogram", "gauge"}
 
+    async def test_configured_buckets_are_served(self, make_app, serve_app):
+        """``prometheus.buckets`` replaces a histogram's bounds; +Inf is added."""
+        buckets = {"request_duration_seconds": [0.5, 60]}
+        app = routes(make_app(prometheus={"enabled": True, "buckets": buckets}))
+        async with httpx.AsyncClient(base_url=await serve_app(app)) as client:
+            await client.get("/ok")
+            await app.ctx.monitoring.flush()
+            lines = (await metrics_text(client)).splitlines()
+        labels = f'route="GET:/ok",service="{SERVICE}"'
+        assert [line for line in lines if line.startswith("request_duration_seconds_b")] == [
+            f'request_duration_seconds_bucket{{le="0.5",{labels}}} 1.0',
+            f'request_duration_seconds_bucket{{le="60.0",{labels}}} 1.0',
+            f'request_duration_seconds_bucket{{le="+Inf",{labels}}} 1.0',
+        ]
+
     async def test_disabled_serves_no_endpoint(self, make_app, serve_app):
         app = make_app()
         async with httpx.AsyncClient(base_url=await serve_app(app)) as client:
