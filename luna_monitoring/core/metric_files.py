@@ -48,6 +48,7 @@ class MetricFiles:
         self._gauges: dict[str, MmapedDict] = {}
         self._extra_names = tuple(extra_labels)
         self._extra_values = tuple(extra_labels.values())
+        self._totals: dict[str, float] = {}
 
     def _open(self, kind: str) -> MmapedDict:
         return MmapedDict(os.path.join(self.directory, f"{kind}_{self._name}"))
@@ -94,12 +95,13 @@ class MetricFiles:
             self.histograms.read_value(key)
         return self.key(name, service, values, f"{name}_sum"), buckets, bounds
 
-    @staticmethod
-    def add(file: MmapedDict, amounts: Mapping[str, float]) -> None:
-        """Add each amount to its key's value."""
+    def add(self, file: MmapedDict, amounts: Mapping[str, float]) -> None:
+        """Add each amount to its key's value (kept in memory too: this worker alone writes
+        its files, so a value is never read back)."""
+        totals = self._totals
         for key, amount in amounts.items():
-            value, _ = file.read_value(key)
-            file.write_value(key, value + amount, 0.0)
+            total = totals[key] = totals.get(key, 0.0) + amount
+            file.write_value(key, total, 0.0)
 
     def exposition(self) -> bytes:
         """The merged metrics of all workers in the Prometheus text format."""
