@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from .metric_families import FAMILIES
-from .metric_files import MetricFiles
+from .metric_files import FAMILY, MetricFiles
 
 HEALTH_PERIOD_S = 1.0
 _COUNTERS = {  # writer stats key -> family
@@ -26,7 +25,6 @@ _COUNTERS = {  # writer stats key -> family
     "retries": "monitoring_write_retries_total",
 }
 _PLUGIN_COUNTERS = ("monitoring_plugin_errors_total", "monitoring_plugin_timeouts_total")
-_MODE = {family.name: family.mode for family in FAMILIES}
 _BUFFERED = "monitoring_points_buffered"
 _LAST_WRITE = "monitoring_last_write_timestamp_seconds"
 
@@ -81,12 +79,12 @@ class HealthMetrics:
             for key, count in zip(self._plugin(plugin), counts, strict=True):
                 files.counts.write_value(key, float(count), 0.0)
         buffered = float(stats.get("points_buffered", 0))
-        files.gauges(_MODE[_BUFFERED]).write_value(keys[_BUFFERED], buffered, 0.0)
+        files.gauges(FAMILY[_BUFFERED].mode).write_value(keys[_BUFFERED], buffered, 0.0)
         written = stats.get("points_written", 0)
         if written > self._written:
             self._written = written
             now = time.time()
-            files.gauges(_MODE[_LAST_WRITE]).write_value(keys[_LAST_WRITE], now, now)
+            files.gauges(FAMILY[_LAST_WRITE].mode).write_value(keys[_LAST_WRITE], now, now)
 
     def _plugin(self, plugin: str) -> tuple[str, str]:
         keys = self._plugin_keys.get(plugin)

@@ -24,11 +24,11 @@ from .metric_families import (
     route_method,
     status_class,
 )
-from .metric_files import INF, HistogramKeys, MetricFiles
+from .metric_files import FAMILY, INF, HistogramKeys, MetricFiles
 from .point import Point
 
 _Sums = defaultdict[str, float]
-_BALANCE_MODE = "mostrecent"
+_BALANCE_MODE = FAMILY["liveness_balance"].mode
 # What a point's keys tuple starts with: how its fields are counted.
 _REQUEST, _TIMED, _COUNTED, _IMAGE, _USAGES, _LICENSING = range(6)
 _TAGS = {  # series -> the tags its label values come from
