@@ -66,29 +66,27 @@ class MetricFiles:
         """The file key of family ``name``'s sample (``sample``: a histogram's ``_sum`` ...)."""
         family = FAMILY[name]
         metric = name.removesuffix("_total") if family.kind == COUNTER else name
-        return self._key(family, metric, sample or name, (), (service, *values))
+        return self._key(family, metric, sample or name, (service, *values))
 
     def _key(
-        self, family: Family, metric: str, sample: str, more: tuple[str, ...], values: tuple
+        self, family: Family, metric: str, sample: str, values: tuple, le: str | None = None
     ) -> str:
-        names = ("service", *family.labels, *self._extra_names, *more)
-        return mmap_key(metric, sample, names, (*values, *self._extra_values), family.doc)
+        names, labels = (
+            ("service", *family.labels, *self._extra_names),
+            (*values, *self._extra_values),
+        )
+        if le is not None:  # a histogram bucket
+            names, labels = (*names, "le"), (*labels, le)
+        return mmap_key(metric, sample, names, labels, family.doc)
 
     def histogram_keys(
         self, name: str, service: str, values: tuple[str, ...], bounds: tuple[float, ...]
     ) -> HistogramKeys:
         """The keys of one label set of histogram ``name``; its buckets show from now on,
         empty ones as 0 (``bounds`` end with +Inf)."""
-        family = FAMILY[name]
-        labels = (service, *values)
+        family, labels = FAMILY[name], (service, *values)
         buckets = tuple(
-            mmap_key(
-                name,
-                f"{name}_bucket",
-                ("service", *family.labels, *self._extra_names, "le"),
-                (*labels, *self._extra_values, floatToGoString(bound)),
-                family.doc,
-            )
+            self._key(family, name, f"{name}_bucket", labels, floatToGoString(bound))
             for bound in bounds
         )
         for key in buckets:
