@@ -67,6 +67,7 @@ def inputs(
         series("monitoring_points_written_total", written),
         series("monitoring_plugin_errors_total", plugin, **PLUGIN),
         series("monitoring_plugin_timeouts_total", "0+0x30", **PLUGIN),
+        series("monitoring_plugin_points_dropped_total", "0+0x30", **PLUGIN),
         series("liveness_balance", balance),
         series("responses_total", server_errors, method="POST", status_class="5xx"),
         series("responses_total", "0+60x30", method="POST", status_class="2xx"),
@@ -95,7 +96,8 @@ FIRING = {
         ),
         alert(
             "LunaMonitoringPluginFailing", "5m", "warning", "sdk: monitoring plugin m:P fails",
-            "5 calls raised or timed out in 10 minutes.", **PLUGIN,
+            "5 calls raised or timed out, or points were dropped because the plugin fell "
+            "behind, in 10 minutes.", **PLUGIN,
         ),
         alert(
             "LunaLivenessBalanceLow", "1m", "warning", "sdk: liveness balance is low",

@@ -53,7 +53,7 @@ class TestExactLines:
         text = worker.copy(
             stats(points_buffered=7, points_written=120, points_dropped=3, points_rejected=2)
             | {"write_errors": 4, "retries": 5, "points_invalid": 1},
-            {"my.plugins:Audit": (6, 1), "my.plugins:Other": (0, 0)},
+            {"my.plugins:Audit": (6, 1, 9), "my.plugins:Other": (0, 0, 0)},
         )
         last = text.split("monitoring_last_write_timestamp_seconds{")[1].split()[1]
         assert before <= float(last) <= time.time()
@@ -61,6 +61,8 @@ class TestExactLines:
             f"monitoring_last_write_timestamp_seconds{{{S}}} {last}",
             f'monitoring_plugin_errors_total{{plugin="my.plugins:Audit",{S}}} 6.0',
             f'monitoring_plugin_errors_total{{plugin="my.plugins:Other",{S}}} 0.0',
+            f'monitoring_plugin_points_dropped_total{{plugin="my.plugins:Audit",{S}}} 9.0',
+            f'monitoring_plugin_points_dropped_total{{plugin="my.plugins:Other",{S}}} 0.0',
             f'monitoring_plugin_timeouts_total{{plugin="my.plugins:Audit",{S}}} 1.0',
             f'monitoring_plugin_timeouts_total{{plugin="my.plugins:Other",{S}}} 0.0',
             f"monitoring_points_buffered{{{S}}} 7.0",
@@ -94,8 +96,8 @@ class TestExactLines:
     def test_extra_labels(self, tmp_path):
         """Extra labels on every health sample."""
         worker = Worker(str(tmp_path), {"dc": "eu"})
-        lines = health_lines(worker.copy(stats(points_written=1), {"p:P": (1, 0)}))
-        assert len(lines) == 9
+        lines = health_lines(worker.copy(stats(points_written=1), {"p:P": (1, 0, 0)}))
+        assert len(lines) == 10
         assert all('dc="eu"' in line for line in lines)
         worker.files.close()
 
@@ -105,8 +107,8 @@ class TestWorkers:
         """Counters add up (a stopped worker's stay), buffered points are those of the live
         workers, the last write is the newest of all."""
         one, two = Worker(str(tmp_path)), Worker(str(tmp_path))
-        one.copy(stats(points_buffered=5, points_written=10, write_errors=1), {"p:P": (2, 1)})
-        text = two.copy(stats(points_buffered=7, points_written=30), {"p:P": (3, 0)})
+        one.copy(stats(points_buffered=5, points_written=10, write_errors=1), {"p:P": (2, 1, 0)})
+        text = two.copy(stats(points_buffered=7, points_written=30), {"p:P": (3, 0, 4)})
         last_two = two.files.gauges("max").read_value(
             two.files.key("monitoring_last_write_timestamp_seconds", SERVICE, ())
         )[0]
@@ -116,6 +118,7 @@ class TestWorkers:
         assert got[f"monitoring_write_errors_total{{{S}}}"] == "1.0"
         assert got[f'monitoring_plugin_errors_total{{plugin="p:P",{S}}}'] == "5.0"
         assert got[f'monitoring_plugin_timeouts_total{{plugin="p:P",{S}}}'] == "1.0"
+        assert got[f'monitoring_plugin_points_dropped_total{{plugin="p:P",{S}}}'] == "4.0"
         assert float(got[f"monitoring_last_write_timestamp_seconds{{{S}}}"]) == last_two
         one.metrics.stop()  # a last copy, then the worker stops
         one.files.close()
@@ -159,4 +162,6 @@ class TestApp:
             f'monitoring_plugin_errors_total{{plugin="{HANGING}",{S}}}': "0.0",
             f'monitoring_plugin_timeouts_total{{plugin="{RAISING}",{S}}}': "0.0",
             f'monitoring_plugin_timeouts_total{{plugin="{HANGING}",{S}}}': "1.0",
+            f'monitoring_plugin_points_dropped_total{{plugin="{RAISING}",{S}}}': "0.0",
+            f'monitoring_plugin_points_dropped_total{{plugin="{HANGING}",{S}}}': "0.0",
         }

@@ -24,7 +24,11 @@ _COUNTERS = {  # writer stats key -> family
     "write_errors": "monitoring_write_errors_total",
     "retries": "monitoring_write_retries_total",
 }
-_PLUGIN_COUNTERS = ("monitoring_plugin_errors_total", "monitoring_plugin_timeouts_total")
+_PLUGIN_COUNTERS = (
+    "monitoring_plugin_errors_total",
+    "monitoring_plugin_timeouts_total",
+    "monitoring_plugin_points_dropped_total",
+)
 _BUFFERED = "monitoring_points_buffered"
 _LAST_WRITE = "monitoring_last_write_timestamp_seconds"
 
@@ -34,15 +38,15 @@ class Health(NamedTuple):
 
     stats: Mapping[str, int]
     """The writer's ``stats``."""
-    plugins: Mapping[str, tuple[int, int]]
-    """Plugin name -> (errors, timeouts)."""
+    plugins: Mapping[str, tuple[int, int, int]]
+    """Plugin name -> (errors, timeouts, points dropped)."""
 
 
 def read_health(monitoring: Any) -> Health | None:
     """The health of a worker's runtime object (``None`` before it exists)."""
     if monitoring is None:
         return None
-    plugins: dict[str, tuple[int, int]] = {}
+    plugins: dict[str, tuple[int, int, int]] = {}
     for sink in monitoring.writer.sinks:
         plugins.update(getattr(sink, "failures", {}))
     return Health(monitoring.writer.stats, plugins)
@@ -63,7 +67,7 @@ class HealthMetrics:
             for name in (*_COUNTERS.values(), _BUFFERED, _LAST_WRITE)
         }
         self._service = service
-        self._plugin_keys: dict[str, tuple[str, str]] = {}
+        self._plugin_keys: dict[str, tuple[str, ...]] = {}
         self._written = 0
         self._task: asyncio.Task | None = None
 
@@ -86,7 +90,7 @@ class HealthMetrics:
             now = time.time()
             files.gauges(FAMILY[_LAST_WRITE].mode).write_value(keys[_LAST_WRITE], now, now)
 
-    def _plugin(self, plugin: str) -> tuple[str, str]:
+    def _plugin(self, plugin: str) -> tuple[str, ...]:
         keys = self._plugin_keys.get(plugin)
         if keys is None:
             keys = self._plugin_keys[plugin] = tuple(

@@ -123,8 +123,8 @@ class _Slot:
         """Loop time the running ``flush_point_to_monitoring`` call began; None between calls."""
         self.watchdog: asyncio.TimerHandle | None = None
         self.expired = False
-        self.failures = [0, 0]
-        """Calls of this plugin that raised, and that timed out."""
+        self.failures = [0, 0, 0]
+        """Calls of this plugin that raised, that timed out, and points it did not get."""
 
 
 class PluginRunner:
@@ -165,6 +165,7 @@ class PluginRunner:
             overflow = len(queue) + len(points) - queue.maxlen
             if overflow > 0:
                 self.stats["plugin_points_dropped"] += overflow
+                slot.failures[2] += overflow
                 if slot.throttle.ready(time.monotonic()):
                     logger.warning(
                         "monitoring plugin %s is behind: %d oldest points dropped "
@@ -179,9 +180,10 @@ class PluginRunner:
     __call__ = feed
 
     @property
-    def failures(self) -> dict[str, tuple[int, int]]:
-        """Plugin name (``module:Class``) -> calls that raised, calls that timed out."""
-        return {slot.name: (slot.failures[0], slot.failures[1]) for slot in self._slots}
+    def failures(self) -> dict[str, tuple[int, int, int]]:
+        """Plugin name (``module:Class``) -> calls that raised, calls that timed out, points
+        dropped (queue full, or left at shutdown)."""
+        return {slot.name: tuple(slot.failures) for slot in self._slots}
 
     @property
     def plugins(self) -> list[BaseRequestMonitoringPlugin]:
@@ -211,6 +213,7 @@ class PluginRunner:
                 slot.watchdog.cancel()
             if slot.queue:
                 self.stats["plugin_points_dropped"] += len(slot.queue)
+                slot.failures[2] += len(slot.queue)
                 logger.warning(
                     "monitoring plugin %s: %d points not delivered at shutdown",
                     slot.name,
