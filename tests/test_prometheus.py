@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
+import random
 import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +27,22 @@ from servers import (
     wait_until,
 )
 
+from example_app.demo import (
+    DATABASE,
+    counts,
+    plan,
+    ready,
+    send,
+    start_service,
+    stop_service,
+    wait_for,
+)
+from example_app.influxd import InfluxD
+from luna_monitoring.core.metric_families import DURATION_BUCKETS_S, count_range
 from luna_monitoring.core.point import Point
-from luna_monitoring.core.prometheus import CONTENT_TYPE, DURATION_BUCKETS_S, ENV, RequestMetrics
+from luna_monitoring.core.point_metrics import PointMetrics
+from luna_monitoring.core.prometheus import CONTENT_TYPE, ENV
+from luna_monitoring.core.schema import ESTIMATOR_SERIES
 
 SERVICE = "luna-remote-sdk"
 APP = Path(__file__).parent / "apps" / "metrics_app.py"
@@ -135,9 +153,9 @@ async def metrics_text(client: httpx.AsyncClient) -> str:
     return response.text
 
 
-class TestRequestMetrics:
+class TestRequestFamilies:
     def test_counts_requests_errors_and_durations(self, tmp_path):
-        metrics = RequestMetrics(str(tmp_path), {})
+        metrics = PointMetrics(str(tmp_path), {})
         metrics.feed(
             [
                 request("POST:/sdk", "200", 0.04),
@@ -155,9 +173,11 @@ class TestRequestMetrics:
         assert got[f"request_duration_seconds_count{{{labels}}}"] == 3
         assert got[f"request_duration_seconds_sum{{{labels}}}"] == pytest.approx(0.342)
         buckets = {
-            series: value for series, value in got.items() if "_bucket" in series
-        }  # one per bound, cumulative
-        assert len(buckets) == len(DURATION_BUCKETS_S)
+            series: value
+            for series, value in got.items()
+            if "request_duration_seconds_bucket" in series
+        }  # one per bound and +Inf, cumulative
+        assert len(buckets) == len(DURATION_BUCKETS_S) + 1
         assert got[f'request_duration_seconds_bucket{{le="0.005",{labels}}}'] == 1
         assert got[f'request_duration_seconds_bucket{{le="0.025",{labels}}}'] == 1
         assert got[f'request_duration_seconds_bucket{{le="0.05",{labels}}}'] == 2
@@ -167,7 +187,7 @@ class TestRequestMetrics:
         metrics.close()
 
     def test_a_bound_is_inclusive(self, tmp_path):
-        metrics = RequestMetrics(str(tmp_path), {})
+        metrics = PointMetrics(str(tmp_path), {})
         metrics.feed([request("GET:/", "200", 0.1)])
         got = samples(metrics.exposition().decode())
         labels = f'route="GET:/",service="{SERVICE}"'
@@ -177,22 +197,22 @@ class TestRequestMetrics:
 
     @pytest.mark.parametrize("owns", [True, False])
     def test_close_removes_only_a_directory_it_owns(self, tmp_path, owns):
-        metrics = RequestMetrics(str(tmp_path), {}, owns_directory=owns)
+        metrics = PointMetrics(str(tmp_path), {}, owns_directory=owns)
         metrics.feed([request("GET:/", "200", 0.1)])
         metrics.close()
         assert tmp_path.exists() is not owns
 
     def test_extra_labels_on_every_series(self, tmp_path):
-        metrics = RequestMetrics(str(tmp_path), {"region": "eu", "node": "n1"})
+        metrics = PointMetrics(str(tmp_path), {"region": "eu", "node": "n1"})
         metrics.feed([request("GET:/", "500", 0.1), error("GET:/", "500", "0")])
         text = metrics.exposition().decode()
         lines = [line for line in text.splitlines() if not line.startswith("#")]
-        assert len(lines) == 1 + 1 + len(DURATION_BUCKETS_S) + 2
+        assert len(lines) == 1 + 1 + 1 + len(DURATION_BUCKETS_S) + 1 + 2
         assert all('node="n1"' in line and 'region="eu"' in line for line in lines)
         metrics.close()
 
     def test_workers_are_summed(self, tmp_path):
-        workers = [RequestMetrics(str(tmp_path), {}) for _ in range(3)]
+        workers = [PointMetrics(str(tmp_path), {}) for _ in range(3)]
         for n, worker in enumerate(workers, start=1):
             worker.feed([request("GET:/", "200", 0.01)] * n)
         workers[0].close()  # a stopped worker's totals stay
@@ -251,9 +271,22 @@ class TestEndpoint:
             await client.get("/nothing")
             await app.ctx.monitoring.flush()
             assert 'status_code="404"} 1.0' in await metrics_text(client)
-        assert sorted(path.name.partition("_")[0] for path in tmp_path.iterdir()) == [
-            "counter",
-            "histogram",
+        kinds = {path.name.partition("_")[0] for path in tmp_path.iterdir()}
+        assert {"counter", "histogram"} <= kinds <= {"counter", "histogram", "gauge"}
+
+    async def test_configured_buckets_are_served(self, make_app, serve_app):
+        """``prometheus.buckets`` replaces a histogram's bounds; +Inf is added."""
+        buckets = {"request_duration_seconds": [0.5, 60]}
+        app = routes(make_app(prometheus={"enabled": True, "buckets": buckets}))
+        async with httpx.AsyncClient(base_url=await serve_app(app)) as client:
+            await client.get("/ok")
+            await app.ctx.monitoring.flush()
+            lines = (await metrics_text(client)).splitlines()
+        labels = f'route="GET:/ok",service="{SERVICE}"'
+        assert [line for line in lines if line.startswith("request_duration_seconds_b")] == [
+            f'request_duration_seconds_bucket{{le="0.5",{labels}}} 1.0',
+            f'request_duration_seconds_bucket{{le="60.0",{labels}}} 1.0',
+            f'request_duration_seconds_bucket{{le="+Inf",{labels}}} 1.0',
         ]
 
     async def test_disabled_serves_no_endpoint(self, make_app, serve_app):
@@ -301,3 +334,154 @@ class TestWorkers:
             assert app.stop() == 0
         assert not os.path.exists(directory)
         assert influx_db.count("requests") == sent
+
+
+class TestWorkerHealth:
+    def test_two_workers_database_down_failing_plugins(self, tmp_path):
+        """``workers=2``, nothing listening on the database port, a plugin that raises on
+        every point and one that hangs on its first: every worker's counters, combined."""
+        monitoring = {
+            "version": 1,
+            "port": free_port(),
+            "flushing_period": 0.1,
+            "max_buffer_points": 20,
+            "max_retry_delay_s": 0.2,
+            "plugin_timeout_s": 0.3,
+            "plugins": ["faulty_plugins:RaisingPlugin", "faulty_plugins:HangingOncePlugin"],
+            "prometheus": {"enabled": True},
+        }
+        with MetricsApp(tmp_path, workers=2, **monitoring) as app:
+            sent = len(app.ping_until_every_worker_served(least=100, most=400))
+
+            def health() -> dict[str, float]:
+                text = http_request("GET", f"{app.url}/metrics").body.decode()
+                got = samples(text)
+                return {
+                    key.split("{")[0] + key.partition("plugin=")[2].split(",")[0]: value
+                    for key, value in got.items()
+                    if key.startswith("monitoring_")
+                }
+
+            def settled() -> dict[str, float] | None:
+                got = health()
+                kept = got.get("monitoring_points_buffered", 0) + got.get(
+                    "monitoring_points_dropped_total", 0
+                )
+                done = got.get('monitoring_plugin_timeouts_total"faulty_plugins:HangingOncePlugin"')
+                return got if kept == sent and done == 2 else None
+
+            got = wait_until(settled, timeout=30)
+            for _ in range(6):  # whichever worker answers, it shows both workers' counts
+                assert settled()
+        raising, hanging = '"faulty_plugins:RaisingPlugin"', '"faulty_plugins:HangingOncePlugin"'
+        assert got["monitoring_points_buffered"] <= 2 * 20 + 2 * 20  # the bound and one tick
+        assert got["monitoring_points_dropped_total"] >= sent - 80
+        assert got["monitoring_points_written_total"] == 0
+        assert got["monitoring_points_rejected_total"] == 0
+        assert got["monitoring_write_errors_total"] >= 2
+        assert got["monitoring_write_retries_total"] >= 2
+        dropped = got[f"monitoring_plugin_points_dropped_total{raising}"]  # queue full
+        assert got[f"monitoring_plugin_errors_total{raising}"] + dropped == sent
+        assert got[f"monitoring_plugin_timeouts_total{raising}"] == 0
+        assert got[f"monitoring_plugin_errors_total{hanging}"] == 0
+        assert "monitoring_last_write_timestamp_seconds" not in got  # never written
+
+
+def influx_values(influx: InfluxD, query: str) -> dict[str, float]:
+    """``{tag value: value}`` of an InfluxQL query grouped by one tag (``""``: no group)."""
+    result = {}
+    for series in influx.query(query, DATABASE):
+        tag = next(iter(series.get("tags", {}).values()), "")
+        result[tag] = series["values"][0][1]
+    return result
+
+
+def promql_values(prometheus, query: str, label: str = "") -> dict[str, float]:
+    """``{label value: value}`` of an instant query (``""`` for a query without ``by``)."""
+    return {
+        item["metric"].get(label, ""): float(item["value"][1]) for item in prometheus.query(query)
+    }
+
+
+class TestExampleApp:
+    def test_prometheus_scrapes_every_family(self, tmp_path, prometheus_factory):
+        """The example service with 2 workers serves the demo's 200 requests (every series,
+        licence warnings included); Prometheus scrapes it, and one query per family gives
+        what was sent and what InfluxDB stored from the same points."""
+        calls = plan(random.Random(2024))
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        began = time.time()
+        with InfluxD() as influx, (tmp_path / "app.log").open("wb") as log:
+            influx.create_database(DATABASE)
+            service = start_service(influx, port, tmp_path, log)
+            try:
+                wait_for(lambda: ready(base_url), 60, "example_app to start")
+                prometheus = prometheus_factory(f"127.0.0.1:{port}")
+                with ThreadPoolExecutor(8) as pool:
+                    statuses = list(pool.map(lambda call: send(base_url, call), calls))
+                stored = wait_until(lambda: (c := counts(influx)).get("requests") == 200 and c, 60)
+                self.check_families(prometheus, influx, statuses, stored, began)
+            finally:
+                stop_service(service)
+
+    @staticmethod
+    def check_families(prometheus, influx, statuses, stored, began) -> None:
+        def expect(query: str, expected: dict[str, float], label: str = "") -> None:
+            wait_until(lambda: promql_values(prometheus, query, label) == expected, timeout=30)
+
+        classes = collections.Counter(f"{status // 100}xx" for status in statuses)
+        estimators = {name: stored[name] for name in ESTIMATOR_SERIES}
+        assert len(estimators) == 38 and all(estimators.values())
+        expect("sum(request_count_total)", {"": 200})
+        expect("sum(errors_count_total)", {"": sum(s >= 400 for s in statuses)})
+        expect("sum(request_duration_seconds_count)", {"": 200})
+        expect("sum by (status_class) (responses_total)", dict(classes), "status_class")
+        expect("sum by (series) (estimation_duration_seconds_count)", estimators, "series")
+        by_batch: collections.Counter[str] = collections.Counter()
+        regex = f"/^({'|'.join(ESTIMATOR_SERIES)})$/"
+        query = f"SELECT COUNT(execution_time) FROM {regex} GROUP BY batch_size"
+        for series in influx.query(query, DATABASE):
+            by_batch[count_range(series["tags"]["batch_size"])] += series["values"][0][1]
+        assert len(by_batch) > 1
+        expect("sum by (batch_size) (estimation_duration_seconds_count)", by_batch, "batch_size")
+        formats = influx_values(influx, "SELECT COUNT(size) FROM image_load GROUP BY format")
+        assert set(formats) == {"JPEG", "PNG"}
+        expect("sum by (format) (image_load_duration_seconds_count)", formats, "format")
+        sizes = influx_values(influx, "SELECT SUM(size) FROM image_load GROUP BY format")
+        expect("sum by (format) (image_load_size_bytes_sum)", sizes, "format")
+        tasks = influx_values(
+            influx, "SELECT COUNT(execution_time) FROM sdkloop_task GROUP BY image_count"
+        )
+        assert set(tasks) == {"1", "3"}
+        expect(
+            "sum by (image_count) (sdkloop_task_duration_seconds_count)",
+            {"1": tasks["1"], "3-4": tasks["3"]},
+            "image_count",
+        )
+        usages = influx.query("SELECT SUM(*) FROM usages_statistic", DATABASE)[0]
+        used = {
+            column.removeprefix("sum_").removesuffix("_usages"): value
+            for column, value in zip(usages["columns"], usages["values"][0], strict=True)
+            if column != "time"
+        }
+        assert len(used) == 23 and sum(used.values()) > 0
+        expect("sum by (estimator) (usages_total)", used, "estimator")
+        reports = influx_values(
+            influx, "SELECT COUNT(liveness_balance) FROM licensing GROUP BY license_status"
+        )
+        assert set(reports) == {"warning", "error"}
+        expect("sum by (status) (license_reports_total)", reports, "status")
+        newest = influx.query("SELECT LAST(liveness_balance) FROM licensing", DATABASE)
+        expect("liveness_balance", {"": newest[0]["values"][0][1]})
+        expect("sum(monitoring_points_written_total)", {"": sum(stored.values())})
+        for name in ("buffered", "dropped_total", "rejected_total"):
+            expect(f"sum(monitoring_points_{name})", {"": 0})
+        expect("sum(monitoring_write_errors_total)", {"": 0})
+        expect("sum(monitoring_write_retries_total)", {"": 0})
+        plugin = "example_app.plugins:JsonLinesPlugin"
+        expect("sum by (plugin) (monitoring_plugin_errors_total)", {plugin: 0}, "plugin")
+        expect("sum by (plugin) (monitoring_plugin_timeouts_total)", {plugin: 0}, "plugin")
+        expect("sum by (plugin) (monitoring_plugin_points_dropped_total)", {plugin: 0}, "plugin")
+        (last,) = promql_values(prometheus, "monitoring_last_write_timestamp_seconds").values()
+        assert began < last < time.time()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 import pytest
 
+from luna_monitoring.core.metric_families import DEFAULT_BUCKETS
 from luna_monitoring.core.settings import MonitoringConfigError, Settings, config_reference
 
 SECRET = "s3cr3t-value-never-shown"
@@ -111,6 +113,20 @@ class TestErrors:
             ({"prometheus": {"extra_labels": {"route": "x"}}}, "got 'route'"),
             ({"prometheus": {"extra_labels": {"a-b": "x"}}}, "got 'a-b'"),
             ({"prometheus": {"extra_labels": {"dc": 1}}}, "expected a dict of str to str"),
+            ({"prometheus": {"extra_labels": {"batch_size": "1"}}}, "got 'batch_size'"),
+            ({"prometheus": {"buckets": []}}, "['prometheus.buckets']: expected a dict with keys"),
+            ({"prometheus": {"buckets": {"x_seconds": [1]}}}, "among request_duration_seconds"),
+            (
+                {"prometheus": {"buckets": {"image_load_size_bytes": [2, 1]}}},
+                "['prometheus.buckets.image_load_size_bytes']: expected a list of 1..50 "
+                "increasing finite numbers (+Inf is added), got [2, 1]",
+            ),
+            ({"prometheus": {"buckets": {"request_duration_seconds": []}}}, "got []"),
+            ({"prometheus": {"buckets": {"request_duration_seconds": [1, 1]}}}, "got [1, 1]"),
+            ({"prometheus": {"buckets": {"request_duration_seconds": [math.inf]}}}, "got [inf]"),
+            ({"prometheus": {"buckets": {"request_duration_seconds": ["1"]}}}, "got ['1']"),
+            ({"prometheus": {"buckets": {"request_duration_seconds": [True]}}}, "got [True]"),
+            ({"prometheus": {"buckets": {"request_duration_seconds": [0.1] * 51}}}, "1..50"),
         ],
     )
     def test_bad_value_names_key_expectation_and_value(self, config, message):
@@ -150,6 +166,17 @@ class TestSecrets:
         s = Settings.from_config({"token": SECRET, "password": SECRET})
         logging.getLogger("luna_monitoring").info("settings: %s %r", s, s)
         assert caplog.records and SECRET not in caplog.text
+
+
+def test_prometheus_buckets_replace_only_the_given_histograms():
+    """Configured bounds replace that histogram's defaults (as floats); the rest keep theirs."""
+    buckets = Settings.from_config(
+        {"prometheus": {"buckets": {"image_load_size_bytes": [1000, 1e6]}}}
+    ).prometheus.buckets
+    assert buckets["image_load_size_bytes"] == (1000.0, 1e6)
+    assert {k: v for k, v in buckets.items() if k != "image_load_size_bytes"} == {
+        k: v for k, v in DEFAULT_BUCKETS.items() if k != "image_load_size_bytes"
+    }
 
 
 def test_config_reference_covers_every_setting():

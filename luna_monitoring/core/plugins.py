@@ -99,6 +99,7 @@ class _Slot:
         "cls",
         "enabled",
         "expired",
+        "failures",
         "name",
         "plugin",
         "queue",
@@ -122,6 +123,8 @@ class _Slot:
         """Loop time the running ``flush_point_to_monitoring`` call began; None between calls."""
         self.watchdog: asyncio.TimerHandle | None = None
         self.expired = False
+        self.failures = [0, 0, 0]
+        """Calls of this plugin that raised, that timed out, and points it did not get."""
 
 
 class PluginRunner:
@@ -162,6 +165,7 @@ class PluginRunner:
             overflow = len(queue) + len(points) - queue.maxlen
             if overflow > 0:
                 self.stats["plugin_points_dropped"] += overflow
+                slot.failures[2] += overflow
                 if slot.throttle.ready(time.monotonic()):
                     logger.warning(
                         "monitoring plugin %s is behind: %d oldest points dropped "
@@ -174,6 +178,12 @@ class PluginRunner:
             slot.wake.set()
 
     __call__ = feed
+
+    @property
+    def failures(self) -> dict[str, tuple[int, int, int]]:
+        """Plugin name (``module:Class``) -> calls that raised, calls that timed out, points
+        dropped (queue full, or left at shutdown)."""
+        return {slot.name: tuple(slot.failures) for slot in self._slots}
 
     @property
     def plugins(self) -> list[BaseRequestMonitoringPlugin]:
@@ -203,6 +213,7 @@ class PluginRunner:
                 slot.watchdog.cancel()
             if slot.queue:
                 self.stats["plugin_points_dropped"] += len(slot.queue)
+                slot.failures[2] += len(slot.queue)
                 logger.warning(
                     "monitoring plugin %s: %d points not delivered at shutdown",
                     slot.name,
@@ -218,6 +229,7 @@ class PluginRunner:
             slot.plugin = slot.cls(self.app)
         except Exception:
             self.stats["plugin_errors"] += 1
+            slot.failures[0] += 1
             logger.exception("monitoring plugin %s: creating it failed", slot.name)
             slot.enabled = False
         else:
@@ -292,6 +304,7 @@ class PluginRunner:
     def _failed(self, slot: _Slot, hook: str, exc: BaseException | None) -> None:
         """Count a call that raised ``exc`` or (``None``) timed out; log it rate-limited."""
         self.stats["plugin_timeouts" if exc is None else "plugin_errors"] += 1
+        slot.failures[exc is None] += 1
         if slot.throttle.ready(time.monotonic()):
             logger.error(
                 "monitoring plugin %s: %s %s (%d similar messages suppressed)",

@@ -1,12 +1,10 @@
-"""Prometheus exposition of the request metrics, summed over all workers.
+"""Prometheus exposition of the monitoring points and the monitor's health, all workers merged.
 
-Counters are updated in the background from the points the writer drains (a sink), never
-on the request path. Each worker adds its totals to its own files in a multiprocess
-directory, in prometheus-client's multiprocess file format, and the endpoint merges every
-file of the directory with ``MultiProcessCollector``. The files are written with an explicit
-path, so prometheus-client's import-time choice of value class (``values.ValueClass``,
-decided by ``PROMETHEUS_MULTIPROC_DIR``) plays no part and no module-global registry is
-used: each app has its own ``CollectorRegistry``.
+The families are declared in ``metric_families``; ``point_metrics`` feeds them from the
+points the writer drains (a sink), ``monitor_health`` from the writer's and the plugins'
+counters, both in the background, never on the request path. Each worker writes its own
+files in a multiprocess directory, in prometheus-client's multiprocess format
+(``metric_files``), and the endpoint merges every file of the directory.
 
 The directory: with ``app.run(workers=N)`` the main process creates a temporary one in
 ``main_process_start``, exports it as ``PROMETHEUS_MULTIPROC_DIR`` before the workers are
@@ -22,136 +20,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
-from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from sanic import HTTPResponse, Request, Sanic
 
+from .metric_files import MmapedDict
+from .monitor_health import HealthMetrics, read_health
 from .point import Point
+from .point_metrics import PointMetrics
 from .settings import MonitoringConfigError, Settings
-
-try:
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.mmap_dict import MmapedDict, mmap_key
-    from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-    from prometheus_client.utils import floatToGoString
-except ImportError:  # the "prometheus" extra is not installed: setup_prometheus says so
-    MmapedDict = None
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _DIR_PREFIX = "luna-monitoring-prometheus-"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# Face detection and descriptor extraction of one image take tens to hundreds of ms;
-# batches and slow estimators take seconds.
-DURATION_BUCKETS_S = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0,
-    float("inf"),
-)  # fmt: skip
-_REQUESTS = ("request_count", "Requests served.")
-_ERRORS = ("errors_count", "Requests answered with status >= 400.")
-_DURATION = ("request_duration_seconds", "Request execution time in seconds.")
-
-
-class RequestMetrics:
-    """This worker's request metrics; :meth:`feed` is the writer sink.
-
-    Labels come from the points' tags: ``route`` is always a route template (or
-    ``METHOD:__unmatched__``), so label sets stay bounded by the app's routes.
-    """
-
-    def __init__(
-        self, directory: str, extra_labels: Mapping[str, str], *, owns_directory: bool = False
-    ) -> None:
-        self.directory = directory
-        self._owns_directory = owns_directory
-        self.registry = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(self.registry, path=directory)
-        # One file per type and instance; the type is the name's first "_"-separated part.
-        name = f"luna-{os.getpid()}-{uuid.uuid4().hex[:8]}.db"
-        self._counters = MmapedDict(os.path.join(directory, f"counter_{name}"))
-        self._histograms = MmapedDict(os.path.join(directory, f"histogram_{name}"))
-        self._extra_names = tuple(extra_labels)
-        self._extra_values = tuple(extra_labels.values())
-        self._counter_keys: dict[tuple, str] = {}
-        self._histogram_keys: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
-
-    def feed(self, points: list[Point]) -> None:
-        """Count the ``requests`` and ``errors`` points among ``points``.
-
-        Sums are made in memory; each changed value is written to the file once per call.
-        """
-        counts: dict[str, float] = {}
-        durations: dict[str, float] = {}
-        for series, _, tags, fields in points:
-            if series == "requests":
-                labels = (tags.get("service", ""), tags.get("route", ""))
-                key = self._counter_key(_REQUESTS, (*labels, tags.get("status_code", "")))
-                counts[key] = counts.get(key, 0.0) + 1.0
-                seconds = fields.get("execution_time")
-                if seconds is not None:
-                    key, bucket_keys = self._duration_keys(labels)
-                    durations[key] = durations.get(key, 0.0) + seconds
-                    key = bucket_keys[bisect_left(DURATION_BUCKETS_S, seconds)]
-                    durations[key] = durations.get(key, 0.0) + 1.0
-            elif series == "errors":
-                labels = tuple(tags.get(k, "") for k in ("service", "route", "status_code"))
-                key = self._counter_key(_ERRORS, (*labels, tags.get("error_code", "0")))
-                counts[key] = counts.get(key, 0.0) + 1.0
-        _add(self._counters, counts)
-        _add(self._histograms, durations)
-
-    def _counter_key(self, metric: tuple[str, str], values: tuple[str, ...]) -> str:
-        key = self._counter_keys.get((metric, values))
-        if key is None:
-            names = ("service", "route", "status_code", "error_code")[: len(values)]
-            key = self._counter_keys[metric, values] = mmap_key(
-                metric[0],
-                f"{metric[0]}_total",
-                (*names, *self._extra_names),
-                (*values, *self._extra_values),
-                metric[1],
-            )
-        return key
-
-    def _duration_keys(self, values: tuple[str, str]) -> tuple[str, tuple[str, ...]]:
-        keys = self._histogram_keys.get(values)
-        if keys is None:
-            name, doc = _DURATION
-            names = ("service", "route", *self._extra_names)
-            label_values = (*values, *self._extra_values)
-            buckets = tuple(
-                mmap_key(
-                    name, f"{name}_bucket", (*names, "le"), (*label_values, floatToGoString(b)), doc
-                )
-                for b in DURATION_BUCKETS_S
-            )
-            keys = self._histogram_keys[values] = (
-                mmap_key(name, f"{name}_sum", names, label_values, doc),
-                buckets,
-            )
-            for key in buckets:  # every bucket is exposed, empty ones as 0
-                self._histograms.read_value(key)
-        return keys
-
-    def exposition(self) -> bytes:
-        """The merged metrics of all workers in the Prometheus text format."""
-        return generate_latest(self.registry)
-
-    def close(self) -> None:
-        """Close this worker's files, whose totals stay for the other workers, and mark the
-        process dead; remove the directory if it was made for this worker alone."""
-        self._counters.close()
-        self._histograms.close()
-        mark_process_dead(os.getpid(), self.directory)
-        if self._owns_directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _add(values: MmapedDict, amounts: dict[str, float]) -> None:
-    for key, amount in amounts.items():
-        value, _ = values.read_value(key)
-        values.write_value(key, value + amount, 0.0)
 
 
 def setup_prometheus(app: Sanic, settings: Settings) -> None:
@@ -179,18 +60,25 @@ def start_prometheus(app: Sanic, settings: Settings) -> Callable[[list[Point]], 
     if not settings.prometheus.enabled:
         return None
     given = os.environ.get(ENV)  # None in a single process: no main process made one
-    metrics = app.ctx.monitoring_prometheus = RequestMetrics(
+    metrics = app.ctx.monitoring_prometheus = PointMetrics(
         given or tempfile.mkdtemp(prefix=_DIR_PREFIX),
         settings.prometheus.extra_labels,
+        buckets=settings.prometheus.buckets,
         owns_directory=given is None,
     )
+    health = app.ctx.monitoring_prometheus_health = HealthMetrics(
+        metrics.files, settings.service, lambda: read_health(app.ctx.monitoring)
+    )
+    health.start()
     return metrics.feed
 
 
 def stop_prometheus(app: Sanic) -> None:
-    """Close this worker's metric files (see :meth:`RequestMetrics.close`)."""
-    metrics: RequestMetrics | None = getattr(app.ctx, "monitoring_prometheus", None)
+    """Copy the final health counters, close this worker's metric files (see
+    :meth:`PointMetrics.close`)."""
+    metrics: PointMetrics | None = getattr(app.ctx, "monitoring_prometheus", None)
     if metrics is not None:
+        app.ctx.monitoring_prometheus_health.stop()
         metrics.close()
         app.ctx.monitoring_prometheus = None
 

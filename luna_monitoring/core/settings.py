@@ -7,16 +7,24 @@ value given, except for secrets, whose values are never shown anywhere.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
+from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
 
+from .metric_families import DEFAULT_BUCKETS, FAMILIES
+
 SECRET_KEYS = frozenset({"token", "password"})
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-RESERVED_PROMETHEUS_LABELS = frozenset({"service", "route", "status_code", "error_code", "le"})
+RESERVED_PROMETHEUS_LABELS = frozenset(
+    {label for family in FAMILIES for label in family.labels} | {"service", "le"}
+)
+MAX_BUCKETS = 50
+"""Most bucket bounds one histogram may be configured with."""
 
 
 class MonitoringConfigError(ValueError):
@@ -107,19 +115,42 @@ def _plugin_paths(key: str, value: Any) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class PrometheusSettings:
-    """The ``prometheus`` sub-section: exposition of request metrics."""
+    """The ``prometheus`` sub-section: exposition of the metrics."""
 
     enabled: bool = False
     path: str = "/metrics"
     extra_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    buckets: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: DEFAULT_BUCKETS)
+    """Bucket bounds of every histogram (defaults, with the configured ones instead)."""
+
+
+def _bucket_bounds(key: str, value: Any) -> tuple[float, ...]:
+    expected = f"a list of 1..{MAX_BUCKETS} increasing finite numbers (+Inf is added)"
+    if (
+        not isinstance(value, list | tuple)
+        or not 1 <= len(value) <= MAX_BUCKETS
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        raise _fail(key, expected, value)
+    bounds = tuple(float(v) for v in value)
+    if not all(math.isfinite(v) for v in bounds) or any(a >= b for a, b in pairwise(bounds)):
+        raise _fail(key, expected, value)
+    return bounds
+
+
+def _buckets(key: str, value: Any) -> Mapping[str, tuple[float, ...]]:
+    if not isinstance(value, Mapping) or not set(value) <= set(DEFAULT_BUCKETS):
+        raise _fail(key, "a dict with keys among " + ", ".join(DEFAULT_BUCKETS), value)
+    given = {name: _bucket_bounds(f"{key}.{name}", bounds) for name, bounds in value.items()}
+    return MappingProxyType({**DEFAULT_BUCKETS, **given})
 
 
 def _prometheus(key: str, value: Any) -> PrometheusSettings:
     if not isinstance(value, Mapping):
-        raise _fail(key, "a dict with enabled, path, extra_labels", value)
-    unknown = set(value) - {"enabled", "path", "extra_labels"}
+        raise _fail(key, "a dict with enabled, path, extra_labels, buckets", value)
+    unknown = set(value) - {"enabled", "path", "extra_labels", "buckets"}
     if unknown:
-        raise _fail(key, "only the keys enabled, path, extra_labels", sorted(unknown))
+        raise _fail(key, "only the keys enabled, path, extra_labels, buckets", sorted(unknown))
     enabled = _check_type(f"{key}.enabled", value.get("enabled", False), (bool,))
     path = _check_type(f"{key}.path", value.get("path", "/metrics"), (str,))
     if not path.startswith("/"):
@@ -137,7 +168,8 @@ def _prometheus(key: str, value: Any) -> PrometheusSettings:
                 + ", ".join(sorted(RESERVED_PROMETHEUS_LABELS)),
                 name,
             )
-    return PrometheusSettings(enabled, path, MappingProxyType(dict(labels)))
+    buckets = _buckets(f"{key}.buckets", value.get("buckets", {}))
+    return PrometheusSettings(enabled, path, MappingProxyType(dict(labels)), buckets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +309,7 @@ def config_reference() -> list[tuple[str, str, str]]:
     for key, spec in _KEYS.items():
         default = spec.default
         if key == "prometheus":
-            default = {"enabled": False, "path": "/metrics", "extra_labels": {}}
+            default = {"enabled": False, "path": "/metrics", "extra_labels": {}, "buckets": {}}
         elif isinstance(default, tuple):
             default = list(default)
         rows.append((key, repr(default), spec.doc))
