@@ -8,13 +8,14 @@ path, so prometheus-client's import-time choice of value class (``values.ValueCl
 decided by ``PROMETHEUS_MULTIPROC_DIR``) plays no part and no module-global registry is
 used: each app has its own ``CollectorRegistry``.
 
-The directory: with ``app.run(workers=N)`` the main process creates a temporary one in
-``main_process_start``, exports it as ``PROMETHEUS_MULTIPROC_DIR`` before the workers are
-spawned, and removes it in ``main_process_stop``. A directory already given in
-``PROMETHEUS_MULTIPROC_DIR`` is used as is and never removed (metrics that the app's own
-code creates with prometheus-client in the workers then land there and are served too). A
-single process (``single_process=True``, test clients) without either makes its own and
-removes it when it stops.
+The directory: a main process that spawns workers (Sanic's ``app.run(workers=N)``) creates
+a temporary one with :func:`create_directory`, exported as ``PROMETHEUS_MULTIPROC_DIR``
+before the workers are spawned, and removes it with :func:`remove_directory` when it stops.
+A directory already given in ``PROMETHEUS_MULTIPROC_DIR`` is used as is and never removed
+(metrics that the app's own code creates with prometheus-client in the workers then land
+there and are served too). A single process without either (``single_process=True``,
+``web.run_app``, test clients) makes its own and removes it when it stops. The adapters
+serve :meth:`RequestMetrics.exposition` on ``prometheus.path``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ import shutil
 import tempfile
 import uuid
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
-
-from sanic import HTTPResponse, Request, Sanic
+from collections.abc import Mapping
 
 from .point import Point
 from .settings import MonitoringConfigError, Settings
@@ -154,63 +153,46 @@ def _add(values: MmapedDict, amounts: dict[str, float]) -> None:
         values.write_value(key, value + amount, 0.0)
 
 
-def setup_prometheus(app: Sanic, settings: Settings) -> None:
-    """With ``prometheus.enabled``: add the metrics route and the directory listeners."""
-    if not settings.prometheus.enabled:
-        return
-    if MmapedDict is None:
+def require_client(settings: Settings) -> None:
+    """With ``prometheus.enabled``: :class:`MonitoringConfigError` unless prometheus-client is
+    installed."""
+    if settings.prometheus.enabled and MmapedDict is None:
         raise MonitoringConfigError(
             "MONITORING['prometheus']: enabled needs prometheus-client; "
             "install luna-monitoring[prometheus]"
         )
-    app.add_route(_serve_metrics, settings.prometheus.path, methods=["GET"], name="luna_metrics")
-    app.main_process_start(_create_directory)
-    app.main_process_stop(_remove_directory)
 
 
-def is_metrics_route(app: Sanic, route: str) -> bool:
+def is_metrics_path(settings: Settings, route: str) -> bool:
     """Whether ``route`` (``METHOD:/template``) is the metrics endpoint: it emits no points."""
-    prometheus = app.ctx.monitoring_settings.prometheus
+    prometheus = settings.prometheus
     return prometheus.enabled and route.partition(":")[2] == prometheus.path
 
 
-def start_prometheus(app: Sanic, settings: Settings) -> Callable[[list[Point]], None] | None:
-    """Open this worker's metric files; return the sink (``None`` when disabled)."""
+def open_metrics(settings: Settings) -> RequestMetrics | None:
+    """This worker's :class:`RequestMetrics` (``None`` when disabled), in the directory of
+    ``PROMETHEUS_MULTIPROC_DIR``, else in one of its own."""
     if not settings.prometheus.enabled:
         return None
     given = os.environ.get(ENV)  # None in a single process: no main process made one
-    metrics = app.ctx.monitoring_prometheus = RequestMetrics(
+    return RequestMetrics(
         given or tempfile.mkdtemp(prefix=_DIR_PREFIX),
         settings.prometheus.extra_labels,
         owns_directory=given is None,
     )
-    return metrics.feed
 
 
-def stop_prometheus(app: Sanic) -> None:
-    """Close this worker's metric files (see :meth:`RequestMetrics.close`)."""
-    metrics: RequestMetrics | None = getattr(app.ctx, "monitoring_prometheus", None)
-    if metrics is not None:
-        metrics.close()
-        app.ctx.monitoring_prometheus = None
-
-
-async def _serve_metrics(request: Request) -> HTTPResponse:
-    body = request.app.ctx.monitoring_prometheus.exposition()
-    return HTTPResponse(body, content_type=CONTENT_TYPE)
-
-
-def _create_directory(app: Sanic) -> None:
-    """``main_process_start``: a directory for the workers to be spawned, unless one is given."""
+def create_directory() -> str | None:
+    """In a main process, before workers are spawned: a directory for them, exported as
+    ``PROMETHEUS_MULTIPROC_DIR``, unless one is given; the one made (to remove) or ``None``."""
     made = None if ENV in os.environ else tempfile.mkdtemp(prefix=_DIR_PREFIX)
     if made:
         os.environ[ENV] = made
-    app.ctx.monitoring_prometheus_made_dir = made
+    return made
 
 
-def _remove_directory(app: Sanic) -> None:
-    """``main_process_stop``: remove the directory made at start."""
-    made = app.ctx.monitoring_prometheus_made_dir
+def remove_directory(made: str | None) -> None:
+    """In the main process, once the workers are gone: remove the directory it made."""
     if made:
         os.environ.pop(ENV, None)
         shutil.rmtree(made, ignore_errors=True)
