@@ -242,3 +242,12 @@ def assign_id(request: Any) -> str:
         new_request_id(seconds) if incoming is None else request_id_for(incoming, seconds)
     )
     return request_id
+
+
+def request_id(request: Any) -> str | None:
+    """The ``LUNA-Request-Id`` of a monitored request, made on first use; ``None`` for a
+    request that is not monitored."""
+    made = getattr(request, "_luna_id", None)
+    if made is None and getattr(request, "_luna_start_ns", None) is not None:
+        made = assign_id(request)
+    return made
