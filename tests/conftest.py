@@ -141,3 +141,57 @@ def demo_traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Inf
         influx.create_database(DATABASE)
         outcome = run_service(influx, plan(random.Random(2024)), tmp_path_factory.mktemp("demo"))
         yield influx, outcome
+
+
+@pytest.fixture(params=["sanic", "aiohttp"])
+def framework(request: pytest.FixtureRequest) -> str:
+    """The framework of the app under test: the suites that take it run on both."""
+    return request.param
+
+
+@pytest.fixture
+async def build_app(
+    framework: str, influx_db: InfluxDatabase, serve_app: Callable[[Sanic], Awaitable[str]]
+) -> AsyncIterator[Callable[..., Awaitable[tuple[Any, str]]]]:
+    """``await build_app(plugins=(), **monitoring)`` -> (app, base URL): ``tests/apps/
+    equivalent.py``'s app of ``framework``, served on 127.0.0.1 in the test's event loop,
+    writing to ``influx_db`` (0.1 s flushing period); keys given override those."""
+    from aiohttp import web
+    from apps.equivalent import aiohttp_app, sanic_app
+
+    names, runners = [], []
+
+    async def build(plugins: tuple = (), **monitoring: Any) -> tuple[Any, str]:
+        config = {
+            "version": 1,
+            "port": influx_db.server.port,
+            "database": influx_db.name,
+            "flushing_period": 0.1,
+            **monitoring,
+        }
+        if framework == "sanic":
+            Sanic.test_mode = True
+            app = sanic_app(unique_name("app"), config, plugins)
+            names.append(app.name)
+            return app, await serve_app(app)
+        app = aiohttp_app(config, plugins)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return app, f"http://127.0.0.1:{port}"
+
+    yield build
+    for runner in reversed(runners):
+        await runner.cleanup()
+    for name in names:
+        Sanic._app_registry.pop(name, None)
+
+
+@pytest.fixture
+def spell(framework: str) -> Callable[[str], str]:
+    """``spell("GET:/handlers/<handler_id>")`` -> the route as ``framework`` names it."""
+    if framework == "sanic":
+        return lambda route: route
+    return lambda route: route.replace("<", "{").replace(">", "}")

@@ -83,7 +83,7 @@ def sanic_app(name: str, config: dict, plugins: tuple = ()) -> Any:
 
     app = Sanic(name)
     app.config.MONITORING = config
-    app.extend(extensions=[MonitoringExtension(plugins=plugins)], built_in_extensions=False)
+    app.extend(extensions=[MonitoringExtension(plugins=plugins)])
 
     @app.get("/handlers/<handler_id>")
     async def get_handler(request, handler_id):
@@ -273,3 +273,13 @@ if __name__ == "__main__" and sys.argv[1:] == ["aiohttp"]:
         access_log=None,
         print=None,
     )
+
+
+def monitoring_of(app: Any) -> Any:
+    """The runtime object of an app of either kind (this process's worker)."""
+    ctx = getattr(app, "ctx", None)
+    if ctx is not None:
+        return ctx.monitoring
+    from luna_monitoring.aiohttp import get_monitoring
+
+    return get_monitoring(app)
