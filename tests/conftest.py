@@ -150,18 +150,15 @@ def framework(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def build_app(
-    framework: str, influx_db: InfluxDatabase, serve_app: Callable[[Sanic], Awaitable[str]]
-) -> AsyncIterator[Callable[..., Awaitable[tuple[Any, str]]]]:
-    """``await build_app(plugins=(), **monitoring)`` -> (app, base URL): ``tests/apps/
-    equivalent.py``'s app of ``framework``, served on 127.0.0.1 in the test's event loop,
-    writing to ``influx_db`` (0.1 s flushing period); keys given override those."""
-    from aiohttp import web
+def make_any_app(framework: str, influx_db: InfluxDatabase) -> Iterator[Callable[..., Any]]:
+    """``make_any_app(plugins=(), **monitoring)`` -> ``tests/apps/equivalent.py``'s app of
+    ``framework`` (not yet served), writing to ``influx_db`` (0.1 s flushing period); keys
+    given override those. Add routes with ``equivalent.route``."""
     from apps.equivalent import aiohttp_app, sanic_app
 
-    names, runners = [], []
+    names = []
 
-    async def build(plugins: tuple = (), **monitoring: Any) -> tuple[Any, str]:
+    def make(plugins: tuple = (), **monitoring: Any) -> Any:
         config = {
             "version": 1,
             "port": influx_db.server.port,
@@ -169,24 +166,56 @@ async def build_app(
             "flushing_period": 0.1,
             **monitoring,
         }
-        if framework == "sanic":
-            Sanic.test_mode = True
-            app = sanic_app(unique_name("app"), config, plugins)
-            names.append(app.name)
-            return app, await serve_app(app)
-        app = aiohttp_app(config, plugins)
+        if framework == "aiohttp":
+            return aiohttp_app(config, plugins)
+        Sanic.test_mode = True
+        app = sanic_app(unique_name("app"), config, plugins)
+        names.append(app.name)
+        return app
+
+    yield make
+    for name in names:
+        Sanic._app_registry.pop(name, None)
+
+
+@pytest.fixture
+async def serve_any(
+    serve_app: Callable[[Sanic], Awaitable[str]],
+) -> AsyncIterator[Callable[[Any], Awaitable[str]]]:
+    """``await serve_any(app)`` -> base URL of a Sanic or aiohttp app served on 127.0.0.1 in
+    the test's event loop, started (startup listeners, cleanup context) and stopped after the
+    test."""
+    from aiohttp import web
+
+    runners = []
+
+    async def serve(app: Any) -> str:
+        if isinstance(app, Sanic):
+            return await serve_app(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         runners.append(runner)
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        return app, f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{port}"
 
-    yield build
+    yield serve
     for runner in reversed(runners):
         await runner.cleanup()
-    for name in names:
-        Sanic._app_registry.pop(name, None)
+
+
+@pytest.fixture
+def build_app(
+    make_any_app: Callable[..., Any], serve_any: Callable[[Any], Awaitable[str]]
+) -> Callable[..., Awaitable[tuple[Any, str]]]:
+    """``await build_app(plugins=(), **monitoring)`` -> (app, base URL): ``make_any_app``'s
+    app, served."""
+
+    async def build(plugins: tuple = (), **monitoring: Any) -> tuple[Any, str]:
+        app = make_any_app(plugins, **monitoring)
+        return app, await serve_any(app)
+
+    return build
 
 
 @pytest.fixture

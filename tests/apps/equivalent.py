@@ -11,8 +11,10 @@ equivalent:gunicorn_app`` serves it with gunicorn's aiohttp worker.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -283,3 +285,40 @@ def monitoring_of(app: Any) -> Any:
     from luna_monitoring.aiohttp import get_monitoring
 
     return get_monitoring(app)
+
+
+def route(app: Any, method: str, path: str) -> Any:
+    """Decorator: route ``method path`` (Sanic's spelling of parameters, ``/items/<i>``) of
+    an app of either kind to ``handler(request, **params)``, sync or async, whose result is
+    ``None`` (204) or what goes in a JSON body (200).
+
+    >>> @route(app, "POST", "/sdk")
+    ... @monitored_estimation
+    ... async def sdk(request): ...
+    """
+
+    def register(handler: Any) -> Any:
+        async def result_of(request: Any, params: dict) -> Any:
+            result = handler(request, **params)
+            return await result if inspect.isawaitable(result) else result
+
+        if hasattr(app, "ctx"):
+            from sanic.response import empty
+            from sanic.response import json as json_response
+
+            async def sanic_endpoint(request: Any, **params: Any) -> Any:
+                result = await result_of(request, params)
+                return empty() if result is None else json_response(result)
+
+            app.add_route(sanic_endpoint, path, methods=[method], name=handler.__name__)
+        else:
+            from aiohttp import web
+
+            async def aiohttp_endpoint(request: Any) -> Any:
+                result = await result_of(request, dict(request.match_info))
+                return web.Response(status=204) if result is None else web.json_response(result)
+
+            app.router.add_route(method, re.sub(r"<(\w+)>", r"{\1}", path), aiohttp_endpoint)
+        return handler
+
+    return register
