@@ -25,6 +25,8 @@ The aiohttp pair is the same hello world as an ``aiohttp.web.Application`` serve
 
 * ``aiohttp-bare``: no monitoring (the aiohttp baseline).
 * ``aiohttp-monitored``: ``setup_monitoring`` delivering to the local InfluxDB 1.x.
+* ``aiohttp-excluded``: ``setup_monitoring`` with ``excluded_routes: [".*"]``: request ids
+  and the header, no points.
 * ``aiohttp-header``: no monitoring; the handler sets the fixed ``LUNA-Request-Id`` header.
 * ``aiohttp-middleware`` / ``aiohttp-signal``: no monitoring; an empty middleware
   (``return await handler(request)``) or an empty ``on_response_prepare`` receiver: the
@@ -77,6 +79,7 @@ VARIANTS = (
     "monitored+builtins",
     "aiohttp-bare",
     "aiohttp-monitored",
+    "aiohttp-excluded",
     "aiohttp-header",
     "aiohttp-middleware",
     "aiohttp-signal",
@@ -150,8 +153,11 @@ def serve_aiohttp(variant: str, port: int, influx_port: int, database: str) -> N
     app.router.add_get("/", hello)
     if variant == "signal":
         app.on_response_prepare.append(on_prepare)
-    if variant == "monitored":
-        setup_monitoring(app, {"version": 1, "port": influx_port, "database": database})
+    if variant in ("monitored", "excluded"):
+        config = {"version": 1, "port": influx_port, "database": database}
+        if variant == "excluded":
+            config["excluded_routes"] = [".*"]
+        setup_monitoring(app, config)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
