@@ -15,16 +15,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
 from apps.equivalent import aiohttp_app, monitoring_of, sanic_app
 from sanic import Sanic
-from servers import InfluxDatabase, free_port, http_request, unique_name, wait_until
+from servers import free_port, http_request, unique_name, wait_until
+from test_extension import Recorder, _Service, _until, influx_config
 
-from luna_monitoring import BaseRequestMonitoringPlugin, MonitoringConfigError
+from luna_monitoring import MonitoringConfigError
 from luna_monitoring.aiohttp import (
     MONITORING,
     AppMonitoring,
@@ -37,33 +37,6 @@ from luna_monitoring.core.runtime import WORKER_STRIDE, Monitoring
 APPS = Path(__file__).parent / "apps"
 HEADER = "LUNA-Request-Id"
 GIVEN_ID = "1700000000,6a5c2191-3e9b-f5a4-fa2b-c7bb3a6d2ad4"
-
-
-def influx_config(db: InfluxDatabase, **overrides: Any) -> dict:
-    return {
-        "version": 1,
-        "port": db.server.port,
-        "database": db.name,
-        "flushing_period": 0.1,
-        **overrides,
-    }
-
-
-class Recorder(BaseRequestMonitoringPlugin):
-    """Keeps every point it is given, and the app it was made for."""
-
-    async def initialize(self) -> None:
-        self.points = []
-
-    async def flush_point_to_monitoring(self, point) -> None:
-        self.points.append(point)
-
-
-async def _until(condition, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 class TestSetup:
@@ -93,7 +66,7 @@ class TestSetup:
         app = aiohttp_app(influx_config(influx_db, send_data_for_monitoring=False))
         async with httpx.AsyncClient(base_url=await serve_any(app)) as client:
             response = await client.get("/health")
-        assert response.text == "ok" and HEADER not in response.headers
+        assert response.json() == "ok" and HEADER not in response.headers
         assert get_monitoring(app) is None and app[MONITORING].hooks is None
         assert "_make_request" not in vars(app)
         assert not [t for t in asyncio.all_tasks() if "luna_monitoring" in t.get_name()]
@@ -250,14 +223,12 @@ async def test_the_same_traffic_makes_the_same_points_on_both(influx_db, serve_a
 # ------------------------------------------------------------------ several processes
 
 
-class _Process:
+class _Process(_Service):
     """A service in a subprocess of its own session; output in a log file."""
 
     def __init__(self, args: list[str], env: dict, log_path: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
         with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 args,
                 env=env,
                 cwd=APPS,
@@ -266,23 +237,11 @@ class _Process:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(proc, port, log_path)
 
     def stop(self, sig: int, timeout: float = 60) -> int:
         self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            raise
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        return self.wait(timeout)
 
     def up(self) -> bool:
         assert self.proc.poll() is None, self.log()

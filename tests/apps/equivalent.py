@@ -60,11 +60,62 @@ def report_licences(monitoring: Any) -> None:
     monitoring.report_license("error", liveness_balance=0, errors=("license expired",))
 
 
+class Failed(Exception):
+    """Raised by ``POST /sdk_fail``: a 500 on either framework, with an ``error_code``."""
+
+    error_code = 7
+
+
 def tag_request(request: Any) -> None:
     add_request_tags(request, account="a1", api_version=6)
     add_request_tags(request, region="eu")
     add_request_fields(request, load_images_for_processing_time=2, images=3, cached=True, note="x")
     add_request_fields(request, skipped=None, nan_time=float("nan"))
+
+
+def _shared_routes(app: Any) -> None:
+    """The routes written once for both frameworks (through :func:`route`)."""
+
+    @route(app, "GET", "/sleep")
+    async def sleep(request):
+        query = request.args if hasattr(request, "args") else request.query
+        await asyncio.sleep(float(query.get("s", "0")))
+
+    @route(app, "GET", "/crash")
+    async def crash(request):
+        raise RuntimeError("unhandled")
+
+    @route(app, "POST", "/sdk")
+    async def sdk(request):
+        tag_request(request)
+        return {}
+
+    @route(app, "GET", "/health")
+    async def health(request):
+        return "ok"
+
+    @route(app, "GET", "/pid")
+    async def pid(request):
+        return os.getpid()
+
+    @route(app, "POST", "/sdk_estimate")
+    @monitored_estimation
+    async def sdk_estimate(request):
+        record_sdk_work()
+
+    @route(app, "POST", "/sdk_fail")
+    @monitored_estimation
+    def sdk_fail(request):  # sync: the collector of a sync handler
+        record_then_fail()
+        raise Failed("failed after recording")
+
+    @route(app, "POST", "/undecorated")
+    async def undecorated(request):
+        current_collector().add_usage("face_detector")
+
+    @route(app, "POST", "/license")
+    async def license_(request):
+        report_licences(monitoring_of(request.app))
 
 
 def sanic_app(name: str, config: dict, plugins: tuple = ()) -> Any:
@@ -86,19 +137,11 @@ def sanic_app(name: str, config: dict, plugins: tuple = ()) -> Any:
     app = Sanic(name)
     app.config.MONITORING = config
     app.extend(extensions=[MonitoringExtension(plugins=plugins)])
+    _shared_routes(app)
 
     @app.get("/handlers/<handler_id>")
     async def get_handler(request, handler_id):
         return json_response({"handler_id": handler_id, "seen_id": request.ctx.request_id})
-
-    @app.get("/sleep")
-    async def sleep(request):
-        await asyncio.sleep(float(request.args.get("s", "0")))
-        return empty()
-
-    @app.get("/crash")
-    async def crash(request):
-        raise RuntimeError("unhandled")
 
     @app.get("/luna_error")
     async def luna_error(request):
@@ -121,37 +164,6 @@ def sanic_app(name: str, config: dict, plugins: tuple = ()) -> Any:
             await response.send(f"{chunk}\n")
         await response.eof()
 
-    @app.post("/sdk")
-    async def sdk(request):
-        tag_request(request)
-        return json_response({})
-
-    @app.get("/health")
-    async def health(request):
-        return text("ok")
-
-    @app.post("/sdk_estimate")
-    @monitored_estimation
-    async def sdk_estimate(request):
-        record_sdk_work()
-        return empty()
-
-    @app.post("/sdk_fail")
-    @monitored_estimation
-    def sdk_fail(request):
-        record_then_fail()
-        raise LunaError(7)
-
-    @app.post("/undecorated")
-    async def undecorated(request):
-        current_collector().add_usage("face_detector")
-        return empty()
-
-    @app.post("/license")
-    async def license_(request):
-        report_licences(request.app.ctx.monitoring)
-        return empty()
-
     class Estimate(HTTPMethodView):
         @monitored_estimation
         async def post(self, request, item_id):
@@ -165,28 +177,21 @@ def sanic_app(name: str, config: dict, plugins: tuple = ()) -> Any:
 def aiohttp_app(config: dict, plugins: tuple = ()) -> Any:
     from aiohttp import web
 
-    from luna_monitoring.aiohttp import get_monitoring, get_request_id, setup_monitoring
+    from luna_monitoring.aiohttp import get_request_id, setup_monitoring
 
     class LunaError(web.HTTPBadRequest):
         def __init__(self, error_code: int) -> None:
             super().__init__(text="luna error")
             self.error_code = error_code
 
+    app = web.Application()
+    _shared_routes(app)
     routes = web.RouteTableDef()
 
     @routes.get("/handlers/{handler_id}")
     async def get_handler(request):
         handler_id = request.match_info["handler_id"]
         return web.json_response({"handler_id": handler_id, "seen_id": get_request_id(request)})
-
-    @routes.get("/sleep")
-    async def sleep(request):
-        await asyncio.sleep(float(request.query.get("s", "0")))
-        return web.Response(status=204)
-
-    @routes.get("/crash")
-    async def crash(request):
-        raise RuntimeError("unhandled")
 
     @routes.get("/luna_error")
     async def luna_error(request):
@@ -212,37 +217,6 @@ def aiohttp_app(config: dict, plugins: tuple = ()) -> Any:
         await response.write_eof()
         return response
 
-    @routes.post("/sdk")
-    async def sdk(request):
-        tag_request(request)
-        return web.json_response({})
-
-    @routes.get("/health")
-    async def health(request):
-        return web.Response(text="ok")
-
-    @routes.post("/sdk_estimate")
-    @monitored_estimation
-    async def sdk_estimate(request):
-        record_sdk_work()
-        return web.Response(status=204)
-
-    @routes.post("/sdk_fail")
-    @monitored_estimation
-    async def sdk_fail(request):
-        await asyncio.to_thread(record_then_fail)  # the collector follows into threads
-        raise LunaError(7)
-
-    @routes.post("/undecorated")
-    async def undecorated(request):
-        current_collector().add_usage("face_detector")
-        return web.Response(status=204)
-
-    @routes.post("/license")
-    async def license_(request):
-        report_licences(get_monitoring(request))
-        return web.Response(status=204)
-
     @routes.view("/views/{item_id}")
     class Estimate(web.View):
         @monitored_estimation
@@ -250,11 +224,6 @@ def aiohttp_app(config: dict, plugins: tuple = ()) -> Any:
             record_sdk_work()
             return web.Response(status=204)
 
-    @routes.get("/pid")
-    async def pid(request):
-        return web.Response(text=str(os.getpid()))
-
-    app = web.Application()
     app.add_routes(routes)
     setup_monitoring(app, config, plugins=plugins)
     return app
@@ -263,18 +232,6 @@ def aiohttp_app(config: dict, plugins: tuple = ()) -> Any:
 async def gunicorn_app() -> Any:
     """The aiohttp app for ``gunicorn equivalent:gunicorn_app`` (config from the environment)."""
     return aiohttp_app(json.loads(os.environ["APP_MONITORING"]))
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["aiohttp"]:
-    from aiohttp import web
-
-    web.run_app(
-        aiohttp_app(json.loads(os.environ["APP_MONITORING"])),
-        host="127.0.0.1",
-        port=int(os.environ["APP_PORT"]),
-        access_log=None,
-        print=None,
-    )
 
 
 def monitoring_of(app: Any) -> Any:
@@ -322,3 +279,15 @@ def route(app: Any, method: str, path: str) -> Any:
         return handler
 
     return register
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["aiohttp"]:
+    from aiohttp import web
+
+    web.run_app(
+        aiohttp_app(json.loads(os.environ["APP_MONITORING"])),
+        host="127.0.0.1",
+        port=int(os.environ["APP_PORT"]),
+        access_log=None,
+        print=None,
+    )
