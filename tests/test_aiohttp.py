@@ -110,6 +110,22 @@ class TestRuntime:
         assert influx_db.count("requests") == 20
         assert influx_db.count("sdkloop_task") == influx_db.count("face_detection") == 20
 
+    async def test_cleanup_with_the_database_gone_ends_within_the_shutdown_timeout(self, influx_db):
+        config = influx_config(influx_db, port=free_port(), shutdown_timeout_s=1.0)
+        app = aiohttp_app({**config, "flushing_period": 60.0})
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(5):
+                assert (await client.get("/health")).status_code == 200
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await runner.cleanup()
+        assert loop.time() - began < 1.0 + 2.0
+        assert get_monitoring(app).stats["points_written"] == 0
+
 
 class TestPrometheus:
     async def test_metrics_route_serves_the_request_counts_and_emits_no_point(
