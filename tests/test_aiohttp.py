@@ -39,6 +39,15 @@ HEADER = "LUNA-Request-Id"
 GIVEN_ID = "1700000000,6a5c2191-3e9b-f5a4-fa2b-c7bb3a6d2ad4"
 
 
+async def _started(app: web.Application) -> tuple[web.AppRunner, str]:
+    """``app`` served on 127.0.0.1 (stopped by the caller's ``runner.cleanup()``)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
 class TestSetup:
     @pytest.mark.parametrize(
         ("config", "named"),
@@ -98,11 +107,8 @@ class TestRuntime:
 
     async def test_cleanup_writes_what_is_buffered(self, influx_db):
         app = aiohttp_app(influx_config(influx_db, flushing_period=60.0))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        runner, base = await _started(app)
+        async with httpx.AsyncClient(base_url=base) as client:
             for _ in range(20):
                 await client.post("/sdk_estimate")
         assert influx_db.count("requests") == 0  # nothing written before the stop
@@ -113,11 +119,8 @@ class TestRuntime:
     async def test_cleanup_with_the_database_gone_ends_within_the_shutdown_timeout(self, influx_db):
         config = influx_config(influx_db, port=free_port(), shutdown_timeout_s=1.0)
         app = aiohttp_app({**config, "flushing_period": 60.0})
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        runner, base = await _started(app)
+        async with httpx.AsyncClient(base_url=base) as client:
             for _ in range(5):
                 assert (await client.get("/health")).status_code == 200
         loop = asyncio.get_running_loop()
