@@ -61,6 +61,13 @@ class TestSetup:
         with pytest.raises(MonitoringConfigError, match=named):
             setup_monitoring(web.Application(), config)
 
+    def test_a_second_setup_of_the_same_app_is_refused(self, influx_db):
+        app = web.Application()
+        setup_monitoring(app, influx_config(influx_db))
+        with pytest.raises(MonitoringConfigError, match="monitored already"):
+            setup_monitoring(app, influx_config(influx_db))
+        assert len(app.cleanup_ctx) == 1
+
     def test_setup_stores_typed_state_and_adds_one_cleanup_context(self, influx_db):
         app = web.Application()
         before = len(app.cleanup_ctx)

@@ -44,7 +44,7 @@ from ..core.prometheus import (
 from ..core.request_points import add_request_fields, add_request_tags
 from ..core.request_points import request_id as get_request_id
 from ..core.runtime import Monitoring
-from ..core.settings import Settings
+from ..core.settings import MonitoringConfigError, Settings
 from ..core.worker_number import WorkerNumber
 from ..core.writer import Writer
 from ..storages import make_storage
@@ -92,8 +92,13 @@ def setup_monitoring(
     """Monitor every request of ``app`` as configured by ``config`` (Sanic's ``MONITORING``).
 
     ``plugins``: plugin classes (or ``"module:Class"``) besides ``config["plugins"]``. A bad
-    ``config`` or plugin raises :class:`~luna_monitoring.MonitoringConfigError` here.
+    ``config`` or plugin, or a second call for the same app, raises
+    :class:`~luna_monitoring.MonitoringConfigError` here.
     """
+    if MONITORING in app:
+        raise MonitoringConfigError(
+            "setup_monitoring: this app is monitored already; call it once, on the root app"
+        )
     settings = Settings.from_config(config)
     state = app[MONITORING] = AppMonitoring(settings)
     if not settings.send_data_for_monitoring:
