@@ -180,6 +180,8 @@ TRAFFIC = [
     ("HEAD", "/handlers/abc", {}),
     ("DELETE", "/handlers/abc", {}),
     ("POST", "/no/such/path", {}),
+    ("GET", "/handlers/%C3%A9%22%5C%0A%20x", {}),  # é " \ line break: the template only
+    ("GET", "/caf%C3%A9/%22q%22/%0A", {}),  # unmatched: no path text in any tag
     ("GET", "/crash", {}),
     ("GET", "/luna_error", {}),
     ("GET", "/json_error?code=7", {}),
@@ -242,6 +244,16 @@ async def test_the_same_traffic_makes_the_same_points_on_both(influx_db, serve_a
         ), measurement
     requests = influx_db.query('SELECT * FROM "requests" WHERE "service" = \'on-aiohttp\'')
     assert len(requests) == len(TRAFFIC)
+    assert {p["route"] for p in requests} == {
+        *(f"{m}:/handlers/{{handler_id}}" for m in ("GET", "HEAD", "DELETE")),
+        "GET:__unmatched__",
+        "POST:__unmatched__",
+        *(f"GET:/{name}" for name in ("crash", "luna_error", "json_error", "text_error")),
+        "GET:/stream",
+        *(f"POST:/{name}" for name in ("sdk", "sdk_estimate", "sdk_fail", "undecorated")),
+        "POST:/license",
+        "POST:/views/{item_id}",
+    }
     types = influx_db.query('SHOW FIELD KEYS FROM "requests"')
     assert {r["fieldKey"]: r["fieldType"] for r in types}["execution_time"] == "float"
 
