@@ -41,8 +41,9 @@ test-lowest: $(LOWEST)/.installed servers
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
+FRAMEWORK ?= sanic
 demo: venv servers
-	$(PY) -m example_app.demo
+	$(PY) -m example_app.demo --framework $(FRAMEWORK)
 
 bench: venv servers
 	for b in encode collector sinks writer overhead; do $(PY) bench/$$b.py || exit 1; done

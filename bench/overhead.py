@@ -1,4 +1,5 @@
-"""Request overhead of MonitoringExtension: wrk against a Sanic hello world, with and without.
+"""Request overhead of MonitoringExtension (Sanic) and setup_monitoring (aiohttp): wrk
+against a hello world, with and without.
 
 Every variant is the same single-process app (``GET /`` -> ``text("hello")``, access log
 off) set up with the same ``app.extend(built_in_extensions=False, ...)`` call; they differ
@@ -18,6 +19,18 @@ only in monitoring:
   same InfluxDB every second).
 * ``bare+builtins`` / ``monitored+builtins``: as above with sanic-ext's built-in extensions
   (what ``AUTO_EXTEND`` or a plain ``app.extend(extensions=[...])`` loads).
+
+The aiohttp pair is the same hello world as an ``aiohttp.web.Application`` served by
+``web.run_app`` (access log off), its ratios taken against ``aiohttp-bare`` of the same round:
+
+* ``aiohttp-bare``: no monitoring (the aiohttp baseline).
+* ``aiohttp-monitored``: ``setup_monitoring`` delivering to the local InfluxDB 1.x.
+* ``aiohttp-excluded``: ``setup_monitoring`` with ``excluded_routes: [".*"]``: request ids
+  and the header, no points.
+* ``aiohttp-header``: no monitoring; the handler sets the fixed ``LUNA-Request-Id`` header.
+* ``aiohttp-middleware`` / ``aiohttp-signal``: no monitoring; an empty middleware
+  (``return await handler(request)``) or an empty ``on_response_prepare`` receiver: the
+  floor of the hooks the adapter could have used instead of its request class.
 
 The app runs pinned to CPU 0 (``taskset -c 0``), wrk and InfluxDB to CPU 1. Each round runs
 every variant once, in a rotated order, for ``--seconds`` after a 1 s warm-up; the figures are
@@ -64,7 +77,21 @@ VARIANTS = (
     "naive",
     "bare+builtins",
     "monitored+builtins",
+    "aiohttp-bare",
+    "aiohttp-monitored",
+    "aiohttp-excluded",
+    "aiohttp-header",
+    "aiohttp-middleware",
+    "aiohttp-signal",
 )
+AIOHTTP = "aiohttp-"
+
+
+def baseline(variant: str) -> str:
+    """The variant whose ratios ``variant`` is measured against: its framework's bare app."""
+    return f"{AIOHTTP}bare" if variant.startswith(AIOHTTP) else "bare"
+
+
 FIXED_ID = "1700000000,1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 APP_CPU, LOAD_CPU = 0, 1
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -75,6 +102,9 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 def serve(variant: str, port: int, influx_port: int, database: str) -> None:
     """Run the app of ``variant`` in this process until SIGINT."""
+    if variant.startswith(AIOHTTP):
+        serve_aiohttp(variant.removeprefix(AIOHTTP), port, influx_port, database)
+        return
     from sanic import Sanic, text
 
     from luna_monitoring import MonitoringExtension
@@ -99,6 +129,36 @@ def serve(variant: str, port: int, influx_port: int, database: str) -> None:
         return text("hello", headers=headers)
 
     app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False)
+
+
+def serve_aiohttp(variant: str, port: int, influx_port: int, database: str) -> None:
+    """Run the aiohttp app of ``variant`` (without its prefix) until SIGINT."""
+    from aiohttp import web
+
+    from luna_monitoring.aiohttp import setup_monitoring
+
+    headers = {"LUNA-Request-Id": FIXED_ID} if variant == "header" else None
+
+    async def hello(request):
+        return web.Response(text="hello", headers=headers)
+
+    @web.middleware
+    async def nothing(request, handler):
+        return await handler(request)
+
+    async def on_prepare(request, response):
+        pass
+
+    app = web.Application(middlewares=[nothing] if variant == "middleware" else [])
+    app.router.add_get("/", hello)
+    if variant == "signal":
+        app.on_response_prepare.append(on_prepare)
+    if variant in ("monitored", "excluded"):
+        config = {"version": 1, "port": influx_port, "database": database}
+        if variant == "excluded":
+            config["excluded_routes"] = [".*"]
+        setup_monitoring(app, config)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 def _add_naive_monitoring(app, write_url: str) -> None:
@@ -206,7 +266,7 @@ def run_together(variants: list[str], influx: InfluxDB1, seconds: int, connectio
             process.wait(30)
     results = []
     for (variant, _, _, database), sent, requests, cpu in zip(apps, warm, done, cpu_s, strict=True):
-        delivers = variant.startswith(("monitored", "gzip"))
+        delivers = variant.removeprefix(AIOHTTP).startswith(("monitored", "gzip"))
         results.append(
             {
                 "rps": requests / elapsed,
@@ -234,20 +294,21 @@ def main() -> None:
         variant, port, influx_port, database = args.serve
         serve(variant, int(port), int(influx_port), database)
         return
-    if "bare" not in args.variants:
-        parser.error("the variants must include bare, the baseline")
+    if any(baseline(variant) not in args.variants for variant in args.variants):
+        parser.error("the variants must include their baseline, bare or aiohttp-bare")
     os.sched_setaffinity(0, {LOAD_CPU})  # InfluxDB (a child) runs beside wrk
-    others = [variant for variant in args.variants if variant != "bare"]
+    others = [variant for variant in args.variants if baseline(variant) != variant]
     pairs: dict[str, list[tuple[dict, dict]]] = {variant: [] for variant in args.variants}
     with InfluxDB1() as influx:
         for round_ in range(args.rounds):
             if args.paired:
                 for variant in others[round_ % len(others) :] + others[: round_ % len(others)]:
-                    run, base = run_together([variant, "bare"], influx, args.seconds,
+                    base_variant = baseline(variant)
+                    run, base = run_together([variant, base_variant], influx, args.seconds,
                                              args.connections)  # fmt: skip
                     pairs[variant].append((run, base))
-                    pairs["bare"].append((base, base))
-                    print(f"round {round_ + 1} {variant:20} {json.dumps(run)} bare "
+                    pairs[base_variant].append((base, base))
+                    print(f"round {round_ + 1} {variant:20} {json.dumps(run)} {base_variant} "
                           f"{json.dumps(base)}", flush=True)  # fmt: skip
                 continue
             shift = round_ % len(args.variants)
@@ -256,7 +317,7 @@ def main() -> None:
                 [runs[variant]] = run_together([variant], influx, args.seconds, args.connections)
                 print(f"round {round_ + 1} {variant:20} {json.dumps(runs[variant])}", flush=True)
             for variant, run in runs.items():
-                pairs[variant].append((run, runs["bare"]))
+                pairs[variant].append((run, runs[baseline(variant)]))
     report(pairs)
 
 
@@ -265,7 +326,7 @@ def report(pairs: dict[str, list[tuple[dict, dict]]]) -> None:
     it implies (bare CPU / variant CPU: the app's core is saturated, so throughput follows
     it, and it does not swing with other load on the machine as throughput does) and the
     CPU added to bare; points stored / requests sent. Each run is paired with the bare run
-    of its round (``--paired``: the bare app that ran beside it)."""
+    of its framework in its round (``--paired``: the bare app that ran beside it)."""
 
     def median(values) -> float:
         return statistics.median(list(values))

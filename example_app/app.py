@@ -1,68 +1,35 @@
-"""The example service: a LUNA Remote SDK look-alike monitored by ``luna_monitoring``.
+"""The example service on Sanic: a LUNA Remote SDK look-alike monitored by ``luna_monitoring``.
 
 Routes: ``POST /sdk`` and ``POST /iso`` (images as the raw body or multipart files),
 ``GET /version`` and ``GET /monitoring/stats`` (this worker's delivery counters).
-``MONITORING`` comes from the ``LUNA_MONITORING_*`` variables unless given.
+``MONITORING`` comes from the ``LUNA_MONITORING_*`` variables unless given. The work is in
+:mod:`example_app.service`, shared with the aiohttp app (:mod:`example_app.aiohttp_app`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json as jsonlib
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from importlib.metadata import version
-from time import perf_counter
 from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic, json
-from sanic.log import logger
+from sanic.exceptions import SanicException
+from sanic.log import error_logger, logger
 
-from luna_monitoring import (
-    MonitoringExtension,
-    add_request_fields,
-    current_collector,
-    monitored_estimation,
+from luna_monitoring import MonitoringExtension, monitored_estimation
+
+from .errors import INTERNAL, LunaError, error_body, kind_of_status
+from .service import (
+    ENV_PREFIX,
+    STATS_ROUTES,
+    Options,
+    Service,
+    monitoring_config,
+    stats_body,
+    stats_line,
+    version_body,
 )
-from luna_monitoring.core.envconfig import config_from_env
 
-from . import errors
-from .errors import BAD_QUERY_PARAM, LunaError
-from .estimators import DEEPFAKE_MODES, ISO_CHECKS, SDK_ESTIMATIONS, Job, run
-from .images import LoadedImage, load_images, request_images
-from .licensing import LivenessLicense
-
-ENV_PREFIX = "LUNA_EXAMPLE_"
-STATS_ROUTES = r"^GET:/monitoring/"
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """The example's own settings, each from ``LUNA_EXAMPLE_<NAME>`` when set."""
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    max_image_size: int = 10 * 1024 * 1024
-    liveness_balance: int = 1000
-    liveness_warning_threshold: int = 100
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Options:
-        """Options from ``LUNA_EXAMPLE_*`` variables; ``ValueError`` names a bad one."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for option in fields(cls):
-            name = ENV_PREFIX + option.name.upper()
-            if name in environ:
-                try:
-                    values[option.name] = type(option.default)(environ[name])
-                except ValueError:
-                    raise ValueError(
-                        f"{name}: expected an integer, got {environ[name]!r}"
-                    ) from None
-        return cls(**values)
+__all__ = ["ENV_PREFIX", "STATS_ROUTES", "Options", "create_app"]
 
 
 def create_app(
@@ -73,12 +40,9 @@ def create_app(
     """The service; ``config`` is ``MONITORING`` (default: from ``LUNA_MONITORING_*``)."""
     options = options or Options.from_env()
     app = Sanic(name)
-    monitoring = dict(config_from_env() if config is None else config)
-    monitoring.setdefault("excluded_routes", [STATS_ROUTES])
-    app.config.MONITORING = monitoring
-    app.ctx.options = options
-    app.ctx.license = LivenessLicense(options.liveness_balance, options.liveness_warning_threshold)
-    errors.install(app)
+    app.config.MONITORING = monitoring_config(config)
+    app.ctx.service = Service(options)
+    app.error_handler.add(Exception, _error)
     # Registered before the extension: stop listeners run in reverse, so this one runs
     # after the extension's final flush and logs the final counters.
     app.after_server_stop(_log_stats)
@@ -90,76 +54,56 @@ def create_app(
     return app
 
 
-def _flag(request: Request, name: str, default: bool) -> bool:
-    value = request.args.get(name)
-    if value is None:
-        return default
-    if value not in ("0", "1"):
-        raise LunaError(BAD_QUERY_PARAM, f"{name} must be 0 or 1, got {value!r}")
-    return value == "1"
+def _sent(request: Request) -> Any:
+    async def sent() -> list[tuple[str, bytes]]:
+        if request.files:
+            files = request.files.items()
+            return [(f.name or field, f.body) for field, parts in files for f in parts]
+        return [("body", request.body)]
+
+    return sent
 
 
-def _estimate(request: Request) -> frozenset[str]:
-    names = frozenset(filter(None, request.args.get("estimate", "face_detection").split(",")))
-    unknown = ", ".join(sorted(names - SDK_ESTIMATIONS))
-    if unknown:
-        valid = ", ".join(sorted(SDK_ESTIMATIONS))
-        raise LunaError(BAD_QUERY_PARAM, f"unknown estimation(s) {unknown}; valid: {valid}")
-    return names
-
-
-async def _load(request: Request) -> list[LoadedImage]:
-    """Decode the request's images, timed into ``load_images_for_processing_time``."""
-    use_exif = _flag(request, "use_exif_info", True)
-    sent = request_images(request, request.app.ctx.options.max_image_size)
-    start = perf_counter()
-    images = await asyncio.to_thread(load_images, sent, use_exif=use_exif)
-    add_request_fields(request, load_images_for_processing_time=perf_counter() - start)
-    return images
-
-
-async def _estimate_images(request: Request, job: Job) -> dict[str, Any]:
-    images = await _load(request)
-    answer = await asyncio.to_thread(run, job, images)
-    monitoring = getattr(request.app.ctx, "monitoring", None)
-    if "livenessv1" in job.estimate and monitoring is not None:
-        request.app.ctx.license.report(monitoring)
-    return answer
+def _monitoring(request: Request) -> Any:
+    return getattr(request.app.ctx, "monitoring", None)
 
 
 @monitored_estimation
 async def sdk(request: Request) -> HTTPResponse:
     """Detect and estimate: ``?estimate=face_detection,livenessv1,...&aggregate=1``."""
-    mode = request.args.get("deepfake_mode", DEEPFAKE_MODES[0])
-    if mode not in DEEPFAKE_MODES:
-        raise LunaError(BAD_QUERY_PARAM, f"deepfake_mode must be one of {DEEPFAKE_MODES}")
-    job = Job(_estimate(request), request.app.ctx.license, mode, _flag(request, "aggregate", False))
-    return json(await _estimate_images(request, job))
+    service: Service = request.app.ctx.service
+    return json(await service.sdk(request, request.args, _sent(request), _monitoring(request)))
 
 
 @monitored_estimation
 async def iso(request: Request) -> HTTPResponse:
     """Check portraits against ISO/IEC 19794-5."""
-    answer = await _estimate_images(request, Job(ISO_CHECKS, request.app.ctx.license))
-    collector = current_collector()
-    collector.add_usage("iso_estimator", len(answer["images"]))
-    collector.add_usage("face_quality_estimator", sum(len(i["faces"]) for i in answer["images"]))
-    return json(answer)
+    service: Service = request.app.ctx.service
+    return json(await service.iso(request, request.args, _sent(request), _monitoring(request)))
 
 
 async def version_info(request: Request) -> HTTPResponse:
     """Versions of the service and of luna-monitoring."""
-    return json({"Version": {"api": 1, "luna_monitoring": version("luna-monitoring")}})
+    return json(version_body())
 
 
 async def stats(request: Request) -> HTTPResponse:
     """This worker's delivery counters (``app.ctx.monitoring.stats``)."""
-    monitoring = getattr(request.app.ctx, "monitoring", None)
-    return json({"pid": os.getpid(), "stats": monitoring.stats if monitoring else None})
+    return json(stats_body(_monitoring(request)))
+
+
+async def _error(request: Request, exc: Exception) -> HTTPResponse:
+    """Every error as a LUNA-style JSON body."""
+    if isinstance(exc, LunaError):
+        return json(error_body(exc.kind, exc.detail), status=exc.status_code)
+    if isinstance(exc, SanicException) and exc.status_code < 500:
+        kind = kind_of_status(exc.status_code)
+        return json(error_body(kind, str(exc)), status=kind.status)
+    error_logger.exception("unhandled error in %s %s", request.method, request.path)
+    return json(error_body(INTERNAL, "unexpected error, see the service log"), status=500)
 
 
 async def _log_stats(app: Sanic) -> None:
     monitoring = getattr(app.ctx, "monitoring", None)
     if monitoring is not None:
-        record = {"pid": os.getpid(), **monitoring.stats}
-        logger.info("monitoring stats: %s", jsonlib.dumps(record, sort_keys=True))
+        logger.info("%s", stats_line(monitoring))

@@ -1,7 +1,9 @@
 """``make demo``: the example service against a real InfluxDB, end to end, in seconds.
 
-Starts a throw-away InfluxDB 1.x and ``python -m example_app`` with 2 workers (configured
-by environment variables, with the JSON-lines plugin and Prometheus on), sends 200 requests
+Starts a throw-away InfluxDB 1.x and the example service with 2 workers (configured by
+environment variables, with the JSON-lines plugin and Prometheus on): ``python -m
+example_app`` on Sanic, or with ``--framework aiohttp`` (``make demo FRAMEWORK=aiohttp``) the
+aiohttp app under gunicorn's ``aiohttp.GunicornWebWorker``; sends 200 requests
 with images made here (JPEG and PNG, some turned by EXIF orientation, 25 failing on
 purpose), then prints every series with its point count and one point read back from
 InfluxDB, and checks the counts against what was sent, the writer's counters, the plugin's
@@ -10,6 +12,7 @@ file and ``/metrics``. Stops all it started; exits 1 if a check fails.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -199,10 +202,26 @@ def worker_stats(log: str) -> list[dict[str, int]]:
     return [json.loads(match) for match in _STATS_LINE.findall(log)]
 
 
+FRAMEWORKS = ("sanic", "aiohttp")
+_COMMANDS = {
+    "sanic": [sys.executable, "-m", "example_app"],
+    "aiohttp": [
+        sys.executable, "-m", "gunicorn", "-c", "python:example_app.gunicorn_conf",
+        "example_app.aiohttp_app:create_app()",
+    ],
+}  # fmt: skip
+_STOP_SIGNALS = {"sanic": signal.SIGINT, "aiohttp": signal.SIGTERM}  # each one's graceful stop
+
+
 def start_service(
-    influx: InfluxD, port: int, workdir: Path, log: io.BufferedWriter
+    influx: InfluxD,
+    port: int,
+    workdir: Path,
+    log: io.BufferedWriter,
+    framework: str = "sanic",
 ) -> subprocess.Popen[bytes]:
-    """``python -m example_app`` configured by environment variables, as in production."""
+    """The example service on ``framework`` configured by environment variables, as in
+    production."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -216,14 +235,18 @@ def start_service(
         "LUNA_MONITORING_PLUGINS": json.dumps([PLUGIN]),
         "LUNA_MONITORING_PROMETHEUS": json.dumps({"enabled": True}),
         "SANIC_MONITORING_JSONL_PATH": str(workdir / "points.jsonl"),
+        "MONITORING_JSONL_PATH": str(workdir / "points.jsonl"),
         "LUNA_EXAMPLE_PORT": str(port),
         "LUNA_EXAMPLE_WORKERS": str(WORKERS),
         "LUNA_EXAMPLE_MAX_IMAGE_SIZE": str(MAX_IMAGE_SIZE),
         "LUNA_EXAMPLE_LIVENESS_BALANCE": "40",
         "LUNA_EXAMPLE_LIVENESS_WARNING_THRESHOLD": "20",
     }
+    if framework == "aiohttp":  # gunicorn's workers sum their metrics in a shared directory
+        (workdir / "prometheus").mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "prometheus")
     return subprocess.Popen(
-        [sys.executable, "-m", "example_app"],
+        _COMMANDS[framework],
         cwd=_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -233,10 +256,11 @@ def start_service(
     )
 
 
-def stop_service(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT (graceful: workers flush), then SIGKILL to the group after 30 s."""
+def stop_service(process: subprocess.Popen[bytes], framework: str = "sanic") -> None:
+    """SIGINT for Sanic, SIGTERM for gunicorn (graceful: workers flush), then SIGKILL to
+    the group after 30 s."""
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(_STOP_SIGNALS[framework])
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
@@ -262,17 +286,20 @@ class Outcome(NamedTuple):
     plugin_lines: int
 
 
-def run_service(influx: InfluxD, calls: list[Call], workdir: Path) -> Outcome:
+def run_service(
+    influx: InfluxD, calls: list[Call], workdir: Path, framework: str = "sanic"
+) -> Outcome:
     """Start the service, send ``calls``, wait for their points, stop it gracefully."""
     port = free_port()
     base_url = f"http://{LOOPBACK}:{port}"
     log_path = workdir / "example_app.log"
     with log_path.open("wb") as log:
-        service = start_service(influx, port, workdir, log)
+        service = start_service(influx, port, workdir, log, framework)
         try:
             wait_for(lambda: ready(base_url), 60, "example_app to start")
             print(
-                f"example_app at {base_url} with {WORKERS} workers; sending {len(calls)} requests"
+                f"example_app on {framework} at {base_url} with {WORKERS} workers; "
+                f"sending {len(calls)} requests"
             )
             with ThreadPoolExecutor(8) as pool:
                 statuses = list(pool.map(lambda call: send(base_url, call), calls))
@@ -280,7 +307,7 @@ def run_service(influx: InfluxD, calls: list[Call], workdir: Path) -> Outcome:
             wait_for(lambda: prometheus_requests(base_url) >= len(calls), 10, "the metrics")
             metrics = prometheus_requests(base_url)
         finally:
-            stop_service(service)
+            stop_service(service, framework)
     output = log_path.read_text(errors="replace")
     lines = len((workdir / "points.jsonl").read_bytes().splitlines())
     return Outcome(calls, statuses, metrics, worker_stats(output), lines)
@@ -334,15 +361,18 @@ def report(influx: InfluxD, outcome: Outcome) -> bool:
     return all(ok for _, ok in checks)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the demo; return the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--framework", choices=FRAMEWORKS, default="sanic")
+    framework = parser.parse_args(argv).framework
     began = time.monotonic()
     calls = plan(random.Random(2024))
     with InfluxD() as influx, tempfile.TemporaryDirectory(prefix="luna-demo-") as workdir:
         influx.create_database(DATABASE)
         print(f"InfluxDB 1.x at {influx.url}, database {DATABASE!r}")
         try:
-            outcome = run_service(influx, calls, Path(workdir))
+            outcome = run_service(influx, calls, Path(workdir), framework)
         except RuntimeError as exc:
             print(f"FAILED: {exc}")
             return 1

@@ -1,16 +1,13 @@
 """LUNA-style errors: ``{"error_code": int, "desc": str, "detail": str}`` with a 4xx/5xx status.
 
 The codes are this example's own. The exception carries ``error_code``, which the monitoring
-extension puts in the ``error_code`` tag of the ``errors`` point.
+puts in the ``error_code`` tag of the ``errors`` point. Framework-neutral: each app turns
+:func:`error_body` into its framework's JSON response.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-from sanic import HTTPResponse, Request, Sanic, json
-from sanic.exceptions import SanicException
-from sanic.log import error_logger
+from typing import Any, NamedTuple
 
 
 class ErrorKind(NamedTuple):
@@ -33,35 +30,27 @@ BAD_IMAGE = ErrorKind(12032, 400, "Failed to decode image")
 _BY_STATUS = {kind.status: kind for kind in (NOT_FOUND, METHOD_NOT_ALLOWED, IMAGE_TOO_LARGE)}
 
 
-class LunaError(SanicException):
+class LunaError(Exception):
     """An error answered as LUNA does.
 
     >>> raise LunaError(BAD_IMAGE, "image 'a.jpg' is not JPEG, PNG, ...")
     """
 
+    quiet = True  # Sanic logs no traceback for it
+
     def __init__(self, kind: ErrorKind, detail: str) -> None:
-        super().__init__(detail, status_code=kind.status, quiet=True)
+        super().__init__(detail)
         self.kind = kind
+        self.status_code = kind.status
         self.error_code = kind.error_code
         self.detail = detail
 
 
-def error_response(kind: ErrorKind, detail: str) -> HTTPResponse:
-    """The JSON response of an error."""
-    body = {"error_code": kind.error_code, "desc": kind.desc, "detail": detail}
-    return json(body, status=kind.status)
+def error_body(kind: ErrorKind, detail: str) -> dict[str, Any]:
+    """The JSON body of an error."""
+    return {"error_code": kind.error_code, "desc": kind.desc, "detail": detail}
 
 
-async def _handle(request: Request, exc: Exception) -> HTTPResponse:
-    if isinstance(exc, LunaError):
-        return error_response(exc.kind, exc.detail)
-    if isinstance(exc, SanicException) and exc.status_code < 500:
-        kind = _BY_STATUS.get(exc.status_code) or BAD_REQUEST._replace(status=exc.status_code)
-        return error_response(kind, str(exc))
-    error_logger.exception("unhandled error in %s %s", request.method, request.path)
-    return error_response(INTERNAL, "unexpected error, see the service log")
-
-
-def install(app: Sanic) -> None:
-    """Answer every error of ``app`` with a LUNA-style JSON body."""
-    app.error_handler.add(Exception, _handle)
+def kind_of_status(status: int) -> ErrorKind:
+    """The error of a 4xx the framework answered itself (no route, wrong method, too large)."""
+    return _BY_STATUS.get(status) or BAD_REQUEST._replace(status=status)

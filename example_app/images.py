@@ -10,7 +10,6 @@ import io
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sanic import Request
 
 from luna_monitoring import current_collector
 
@@ -32,12 +31,9 @@ class LoadedImage:
     autorotated: bool
 
 
-def request_images(request: Request, max_size: int) -> list[tuple[str, bytes]]:
-    """``(filename, bytes)`` of every image: each multipart file, else the raw body."""
-    if request.files:
-        sent = [(f.name or field, f.body) for field, files in request.files.items() for f in files]
-    else:
-        sent = [("body", request.body)]
+def checked_images(sent: list[tuple[str, bytes]], max_size: int) -> list[tuple[str, bytes]]:
+    """``sent`` (``(filename, bytes)`` of every image of a request), each checked to be neither
+    empty nor larger than ``max_size``."""
     for filename, body in sent:
         if not body:
             raise LunaError(EMPTY_BODY, f"image {filename!r} is empty")

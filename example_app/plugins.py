@@ -7,18 +7,19 @@ Enable it in the ``MONITORING`` section and choose the file (default
     app.config.MONITORING_JSONL_PATH = "/var/log/luna/points.jsonl"
 
 Sanic also reads ``MONITORING_JSONL_PATH`` from the environment variable
-``SANIC_MONITORING_JSONL_PATH``. Each line looks like
+``SANIC_MONITORING_JSONL_PATH``; on aiohttp (no app config) the plugin reads the environment
+variable ``MONITORING_JSONL_PATH``. Each line looks like
 ``{"series":"requests","time_ns":...,"tags":{...},"fields":{...}}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
-from sanic import Sanic
 
 from luna_monitoring import BaseRequestMonitoringPlugin
 from luna_monitoring.core.point import Point
@@ -37,9 +38,10 @@ class JsonLinesPlugin(BaseRequestMonitoringPlugin):
     chunk_bytes = 64 * 1024
     chunk_interval_s = 1.0
 
-    def __init__(self, app: Sanic) -> None:
+    def __init__(self, app: Any) -> None:
         super().__init__(app)
-        self.path = str(app.config.get("MONITORING_JSONL_PATH", DEFAULT_PATH))
+        settings = getattr(app, "config", None) or os.environ  # Sanic: its config
+        self.path = str(settings.get("MONITORING_JSONL_PATH", DEFAULT_PATH))
         self._file: BinaryIO | None = None
         self._lines: list[bytes] = []
         self._size = 0

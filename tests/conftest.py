@@ -141,3 +141,86 @@ def demo_traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Inf
         influx.create_database(DATABASE)
         outcome = run_service(influx, plan(random.Random(2024)), tmp_path_factory.mktemp("demo"))
         yield influx, outcome
+
+
+@pytest.fixture(params=["sanic", "aiohttp"])
+def framework(request: pytest.FixtureRequest) -> str:
+    """The framework of the app under test: the suites that take it run on both."""
+    return request.param
+
+
+@pytest.fixture
+def make_any_app(framework: str, influx_db: InfluxDatabase) -> Iterator[Callable[..., Any]]:
+    """``make_any_app(plugins=(), **monitoring)`` -> ``tests/apps/equivalent.py``'s app of
+    ``framework`` (not yet served), writing to ``influx_db`` (0.1 s flushing period); keys
+    given override those. Add routes with ``equivalent.route``."""
+    from apps.equivalent import aiohttp_app, sanic_app
+
+    names = []
+
+    def make(plugins: tuple = (), **monitoring: Any) -> Any:
+        config = {
+            "version": 1,
+            "port": influx_db.server.port,
+            "database": influx_db.name,
+            "flushing_period": 0.1,
+            **monitoring,
+        }
+        if framework == "aiohttp":
+            return aiohttp_app(config, plugins)
+        Sanic.test_mode = True
+        app = sanic_app(unique_name("app"), config, plugins)
+        names.append(app.name)
+        return app
+
+    yield make
+    for name in names:
+        Sanic._app_registry.pop(name, None)
+
+
+@pytest.fixture
+async def serve_any(
+    serve_app: Callable[[Sanic], Awaitable[str]],
+) -> AsyncIterator[Callable[[Any], Awaitable[str]]]:
+    """``await serve_any(app)`` -> base URL of a Sanic or aiohttp app served on 127.0.0.1 in
+    the test's event loop, started (startup listeners, cleanup context) and stopped after the
+    test."""
+    from aiohttp import web
+
+    runners = []
+
+    async def serve(app: Any) -> str:
+        if isinstance(app, Sanic):
+            return await serve_app(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+def build_app(
+    make_any_app: Callable[..., Any], serve_any: Callable[[Any], Awaitable[str]]
+) -> Callable[..., Awaitable[tuple[Any, str]]]:
+    """``await build_app(plugins=(), **monitoring)`` -> (app, base URL): ``make_any_app``'s
+    app, served."""
+
+    async def build(plugins: tuple = (), **monitoring: Any) -> tuple[Any, str]:
+        app = make_any_app(plugins, **monitoring)
+        return app, await serve_any(app)
+
+    return build
+
+
+@pytest.fixture
+def spell(framework: str) -> Callable[[str], str]:
+    """``spell("GET:/handlers/<handler_id>")`` -> the route as ``framework`` names it."""
+    if framework == "sanic":
+        return lambda route: route
+    return lambda route: route.replace("<", "{").replace(">", "}")

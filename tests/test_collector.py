@@ -11,8 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sanic import Sanic
-from sanic.response import empty, json
+from apps.equivalent import monitoring_of, route
 from servers import InfluxDatabase
 
 from luna_monitoring import EstimationCollector, current_collector, monitored_estimation
@@ -68,7 +67,7 @@ Points = dict[str, list[dict[str, Any]]]
 
 @pytest.fixture
 def call(
-    serve_app: Callable[[Sanic], Awaitable[str]], influx_db: InfluxDatabase
+    serve_any: Callable[[Any], Awaitable[str]], influx_db: InfluxDatabase
 ) -> Callable[..., Awaitable[tuple[list[httpx.Response], Points]]]:
     """``await call(app, *paths, expect={series: count})`` -> (responses, points read back).
 
@@ -78,9 +77,9 @@ def call(
     """
 
     async def run(
-        app: Sanic, *paths: str, expect: dict[str, int], concurrently: bool = False
+        app: Any, *paths: str, expect: dict[str, int], concurrently: bool = False
     ) -> tuple[list[httpx.Response], Points]:
-        base = await serve_app(app)
+        base = await serve_any(app)
         limits = httpx.Limits(max_connections=50)
         async with httpx.AsyncClient(
             base_url=base, limits=limits, timeout=30, trust_env=False
@@ -89,7 +88,7 @@ def call(
                 responses = await asyncio.gather(*(client.post(path) for path in paths))
             else:
                 responses = [await client.post(path) for path in paths]
-        await app.ctx.monitoring.flush()
+        await monitoring_of(app).flush()
         deadline = time.monotonic() + 10
         while True:
             points = _points_by_series(influx_db)
@@ -110,12 +109,12 @@ def _collector() -> EstimationCollector:
 
 class TestEstimatorSeries:
     async def test_every_estimator_series_is_written_with_its_tags_and_typed_fields(
-        self, make_app, call, influx_db
+        self, make_any_app, call, influx_db
     ):
         """Each of the 38 series: one point with batch_size, its extra tags, its own fields."""
-        app = make_app(service=SERVICE)
+        app = make_any_app(service=SERVICE)
 
-        @app.post("/all")
+        @route(app, "POST", "/all")
         @monitored_estimation
         async def all_series(request):
             collector = current_collector()
@@ -123,7 +122,7 @@ class TestEstimatorSeries:
                 tags, fields = _estimator_values(name, i)
                 with collector.estimation(name, batch_size=i, **tags) as estimation:
                     estimation.set(**fields)
-            return empty()
+            return None
 
         assert len(ESTIMATOR_SERIES) == 38
         _, points = await call(app, "/all", expect=dict.fromkeys(ESTIMATOR_SERIES, 1))
@@ -140,12 +139,12 @@ class TestEstimatorSeries:
             assert set(tag_keys[name]) == {"service", *spec.tags}
 
     async def test_record_estimation_splits_tags_and_fields_and_starts_its_duration_ago(
-        self, make_app, call
+        self, make_any_app, call
     ):
         """A timing measured elsewhere: tags and fields by schema, time = now - duration."""
-        app = make_app()
+        app = make_any_app()
 
-        @app.post("/recorded")
+        @route(app, "POST", "/recorded")
         @monitored_estimation
         async def recorded(request):
             collector = current_collector()
@@ -155,7 +154,7 @@ class TestEstimatorSeries:
             collector.record_estimation(
                 "face_detection", batch_size=1, execution_time=0.5, detection_count=3
             )
-            return empty()
+            return None
 
         before = time.time_ns()
         _, points = await call(app, "/recorded", expect={"face_descriptor": 1, "face_detection": 1})
@@ -176,14 +175,14 @@ class TestEstimatorSeries:
 
 class TestRequestPoints:
     async def test_request_emits_sdkloop_task_image_loads_and_usages_once(
-        self, make_app, call, influx_db
+        self, make_any_app, call, influx_db
     ):
         """Exact values of sdkloop_task, image_load and usages_statistic for one request."""
-        app = make_app(service=SERVICE)
+        app = make_any_app(service=SERVICE)
 
-        @app.post("/sdk")
+        @route(app, "POST", "/collect")
         @monitored_estimation
-        async def sdk(request):
+        async def collect(request):
             collector = current_collector()
             for size in (1000, 2000):
                 with collector.image_load(format="JPEG", exif=True, autorotated=False) as load:
@@ -195,11 +194,11 @@ class TestRequestPoints:
             collector.add_usage("face_detector")
             collector.add_usage("deepfake_estimator", 0)
             await asyncio.sleep(0.03)
-            return empty()
+            return None
 
         before = time.time_ns()
         expect = {"sdkloop_task": 1, "image_load": 2, "face_detection": 1, "usages_statistic": 1}
-        _, points = await call(app, "/sdk", expect=expect)
+        _, points = await call(app, "/collect", expect=expect)
         after = time.time_ns()
 
         [task] = points["sdkloop_task"]
@@ -235,21 +234,21 @@ class TestRequestPoints:
             "width": "integer",
         }
 
-    async def test_request_that_records_nothing_emits_no_points(self, make_app, call):
+    async def test_request_that_records_nothing_emits_no_points(self, make_any_app, call):
         """Only the request that recorded something has sdkloop_task and usages_statistic."""
-        app = make_app()
+        app = make_any_app()
 
-        @app.post("/nothing")
+        @route(app, "POST", "/nothing")
         @monitored_estimation
         async def nothing(request):
             current_collector()
-            return empty()
+            return None
 
-        @app.post("/usage")
+        @route(app, "POST", "/usage")
         @monitored_estimation
         async def usage(request):
             current_collector().add_usage("mask_estimator", 7)
-            return empty()
+            return None
 
         expect = {"sdkloop_task": 1, "usages_statistic": 1}
         _, points = await call(app, "/nothing", "/nothing", "/usage", expect=expect)
@@ -260,12 +259,12 @@ class TestRequestPoints:
         assert set(points) & {"image_load", *ESTIMATOR_SERIES} == set()
 
     async def test_failing_handler_emits_what_it_recorded_but_not_the_failed_block(
-        self, make_app, call
+        self, make_any_app, call
     ):
         """A block that raises records nothing; the handler's earlier records are kept."""
-        app = make_app()
+        app = make_any_app()
 
-        @app.post("/fails")
+        @route(app, "POST", "/fails")
         @monitored_estimation
         async def fails(request):
             collector = current_collector()
@@ -284,9 +283,9 @@ class TestRequestPoints:
 
 
 class TestContext:
-    async def test_collector_reaches_tasks_threads_and_sync_handlers(self, make_app, call):
+    async def test_collector_reaches_tasks_threads_and_sync_handlers(self, make_any_app, call):
         """Records made in a task, in asyncio.to_thread and in a sync handler are emitted."""
-        app = make_app()
+        app = make_any_app()
 
         def in_thread() -> None:
             current_collector().record_estimation("livenessv1", batch_size=3, execution_time=0.1)
@@ -297,20 +296,20 @@ class TestContext:
                 await asyncio.sleep(0)
             current_collector().add_usage("emotion_estimator")
 
-        @app.post("/async")
+        @route(app, "POST", "/async")
         @monitored_estimation
         async def in_async(request):
             await asyncio.create_task(in_task())
             await asyncio.to_thread(in_thread)
-            return empty()
+            return None
 
-        @app.post("/sync")
+        @route(app, "POST", "/sync")
         @monitored_estimation
         def in_sync(request):
             with current_collector().estimation("glasses", batch_size=1):
                 pass
             current_collector().add_usage("glasses_estimator")
-            return empty()
+            return None
 
         expect = {"sdkloop_task": 2, "livenessv1": 1, "emotions": 1, "glasses": 1}
         responses, points = await call(app, "/async", "/sync", expect=expect)
@@ -326,12 +325,14 @@ class TestContext:
         )
         assert usages == [(0, 0, 1), (1, 1, 0)]
 
-    async def test_undecorated_handler_gets_a_collector_that_records_nothing(self, make_app, call):
+    async def test_undecorated_handler_gets_a_collector_that_records_nothing(
+        self, make_any_app, call
+    ):
         """current_collector() outside a decorated handler (here after a decorated one on the
         same connection) accepts every call and emits nothing."""
-        app = make_app()
+        app = make_any_app()
 
-        @app.post("/plain")
+        @route(app, "POST", "/plain")
         async def plain(request):
             collector = current_collector()
             with collector.estimation("face_detection", batch_size=9) as estimation:
@@ -340,14 +341,14 @@ class TestContext:
                 load.set(size=1)
             collector.record_estimation("mask", batch_size=9, execution_time=0.1)
             collector.add_usage("face_detector")
-            return json({"points": len(collector.points(1.0))})
+            return {"points": len(collector.points(1.0))}
 
-        @app.post("/decorated")
+        @route(app, "POST", "/decorated")
         @monitored_estimation
         async def decorated(request):
             with current_collector().estimation("face_detection", batch_size=1):
                 pass
-            return empty()
+            return None
 
         expect = {"sdkloop_task": 1, "face_detection": 1}
         responses, points = await call(app, "/decorated", "/plain", expect=expect)
@@ -355,10 +356,10 @@ class TestContext:
         assert [p["batch_size"] for p in points["face_detection"]] == ["1"]
         assert "mask" not in points and "image_load" not in points
 
-    async def test_concurrent_requests_never_share_a_collector(self, make_app, call):
+    async def test_concurrent_requests_never_share_a_collector(self, make_any_app, call):
         """200 interleaved requests: each request's usages and image count are its own."""
-        app = make_app()
-        app.ctx.running = app.ctx.most_running = 0
+        app = make_any_app()
+        running = {"now": 0, "most": 0}
 
         def in_thread(i: int) -> None:
             current_collector().record_estimation("livenessv1", batch_size=i, execution_time=0.0)
@@ -369,11 +370,12 @@ class TestContext:
                 await asyncio.sleep(0.001)
             current_collector().add_usage("mask_estimator", i)
 
-        @app.post("/iso/<i:int>")
+        @route(app, "POST", "/iso/<i>")
         @monitored_estimation
-        async def iso(request, i: int):
-            app.ctx.running += 1
-            app.ctx.most_running = max(app.ctx.most_running, app.ctx.running)
+        async def iso(request, i: str):
+            i = int(i)
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
             for _ in range(i % 3 + 1):
                 with current_collector().image_load(
                     format="PNG", exif=False, autorotated=True
@@ -386,8 +388,8 @@ class TestContext:
                 await asyncio.sleep(0.01)
                 estimation.set(detection_count=i)
             current_collector().add_usage("face_detector", i)
-            app.ctx.running -= 1
-            return empty()
+            running["now"] -= 1
+            return None
 
         ids = range(1, 201)
         expect = {
@@ -401,7 +403,7 @@ class TestContext:
         paths = (f"/iso/{i}" for i in ids)
         responses, points = await call(app, *paths, expect=expect, concurrently=True)
         assert {r.status_code for r in responses} == {204}
-        assert app.ctx.most_running >= 20, "requests did not interleave"
+        assert running["most"] >= 20, "requests did not interleave"
         assert {name: len(points[name]) for name in expect} == expect
 
         tasks = {task["time"]: task for task in points["sdkloop_task"]}
@@ -418,24 +420,25 @@ class TestContext:
             assert sorted(int(p["batch_size"]) for p in points[name]) == list(ids), name
         assert all(p["detection_count"] == int(p["batch_size"]) for p in points["face_detection"])
 
-    async def test_disabled_monitoring_keeps_decorated_handlers_working(self, make_app, serve_app):
+    async def test_disabled_monitoring_keeps_decorated_handlers_working(
+        self, make_any_app, serve_any
+    ):
         """send_data_for_monitoring=False: the handler runs, its collector records nothing."""
-        app = make_app(send_data_for_monitoring=False)
+        app = make_any_app(send_data_for_monitoring=False)
 
-        @app.post("/sdk")
+        @route(app, "POST", "/collect")
         @monitored_estimation
-        async def sdk(request):
+        async def collect(request):
             collector = current_collector()
             with collector.estimation("face_detection", batch_size=1):
                 pass
             collector.add_usage("face_detector")
-            return json({"points": len(collector.points(1.0))})
+            return {"points": len(collector.points(1.0))}
 
-        async with httpx.AsyncClient(base_url=await serve_app(app), trust_env=False) as client:
-            response = await client.post("/sdk")
+        async with httpx.AsyncClient(base_url=await serve_any(app), trust_env=False) as client:
+            response = await client.post("/collect")
         assert response.json() == {"points": 0}
-        assert getattr(app.ctx, "monitoring", None) is None
-        assert app.url_for("sdk") == "/sdk"
+        assert monitoring_of(app) is None
 
 
 # ---------------------------------------------------------------------------- misuse

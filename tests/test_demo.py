@@ -1,4 +1,5 @@
-"""``make demo``: ``python -m example_app.demo`` run end to end as a user runs it."""
+"""``make demo`` (and ``make demo FRAMEWORK=aiohttp``): ``python -m example_app.demo`` run end
+to end as a user runs it, on each framework."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ SENT = 7 * OK_PER_KIND + 5 * FAILING_PER_KIND
 FAILING = 5 * FAILING_PER_KIND
 
 
-@pytest.fixture(scope="module")
-def demo() -> subprocess.CompletedProcess[str]:
-    """The demo's run (once for this module), bounded by the 2 minutes it promises."""
+@pytest.fixture(scope="module", params=["sanic", "aiohttp"])
+def demo(request: pytest.FixtureRequest) -> subprocess.CompletedProcess[str]:
+    """The demo's run on each framework (once for this module), bounded by the 2 minutes it
+    promises."""
     return subprocess.run(
-        [sys.executable, "-m", "example_app.demo"],
+        [sys.executable, "-m", "example_app.demo", "--framework", request.param],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -34,6 +36,8 @@ def test_exits_zero(demo):
     """Every check of the demo passes."""
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "BAD" not in demo.stdout
+    framework = demo.args[-1]
+    assert f"example_app on {framework} at http://127.0.0.1:" in demo.stdout
 
 
 def test_every_series_has_points(demo):

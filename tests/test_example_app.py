@@ -1,4 +1,5 @@
-"""example_app served for real, its points read back from InfluxDB 1.x."""
+"""example_app served for real (its Sanic app and its aiohttp app), its points read back
+from InfluxDB 1.x."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from apps.equivalent import monitoring_of
 from PIL import Image, ImageDraw
 from sanic import Sanic
 from servers import unique_name
 
+from example_app.aiohttp_app import create_app as create_aiohttp_app
 from example_app.app import STATS_ROUTES, Options, create_app
 from example_app.estimators import ISO_CHECKS, SDK_ESTIMATIONS
 from luna_monitoring.core.schema import ESTIMATOR_SERIES
@@ -34,14 +37,14 @@ def image_bytes(width: int = 320, height: int = 240, fmt: str = "JPEG", orientat
 class Service:
     """The running app, an HTTP client and its database."""
 
-    def __init__(self, app: Sanic, client: httpx.AsyncClient, db: Any) -> None:
+    def __init__(self, app: Any, client: httpx.AsyncClient, db: Any) -> None:
         self.app, self.client, self.db = app, client, db
 
     async def rows(self, series: str, at_least: int = 1, timeout_s: float = 10.0) -> list[dict]:
         """The points of ``series`` once at least ``at_least`` are stored (flushing meanwhile)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            await self.app.ctx.monitoring.flush()
+            await monitoring_of(self.app).flush()
             rows = self.db.query(f'SELECT * FROM "{series}"')
             if len(rows) >= at_least or time.monotonic() > deadline:
                 return rows
@@ -50,18 +53,22 @@ class Service:
 
 @pytest.fixture
 async def service(
-    influx_db, serve_app: Callable[[Sanic], Awaitable[str]]
+    influx_db, framework: str, serve_any: Callable[[Any], Awaitable[str]]
 ) -> AsyncIterator[Callable[..., Awaitable[Service]]]:
-    """``await service(**options)`` -> example_app served, writing to ``influx_db``."""
+    """``await service(**options)`` -> example_app on ``framework`` served, writing to
+    ``influx_db``."""
     Sanic.test_mode = True
     names: list[str] = []
     clients: list[httpx.AsyncClient] = []
 
     async def start(**options: Any) -> Service:
         config = {"version": 1, "port": influx_db.server.port, "database": influx_db.name}
-        app = create_app(config, Options(**options), name=unique_name("example"))
-        names.append(app.name)
-        client = httpx.AsyncClient(base_url=await serve_app(app), trust_env=False, timeout=30)
+        if framework == "aiohttp":
+            app = create_aiohttp_app(config, Options(**options))
+        else:
+            app = create_app(config, Options(**options), name=unique_name("example"))
+            names.append(app.name)
+        client = httpx.AsyncClient(base_url=await serve_any(app), trust_env=False, timeout=30)
         clients.append(client)
         return Service(app, client, influx_db)
 
@@ -275,7 +282,7 @@ class TestRoutes:
         answer = (await svc.client.get("/monitoring/stats")).json()
         assert answer["stats"]["points_written"] >= 1
         assert {"points_buffered", "points_dropped", "write_errors"} <= set(answer["stats"])
-        await svc.app.ctx.monitoring.flush()
+        await monitoring_of(svc.app).flush()
         assert [r["route"] for r in svc.db.query('SELECT * FROM "requests"')] == ["GET:/version"]
 
 

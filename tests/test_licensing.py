@@ -1,4 +1,5 @@
-"""Licensing points: app.ctx.monitoring.report_license, read back from InfluxDB."""
+"""Licensing points: the runtime object's report_license (Sanic and aiohttp), read back
+from InfluxDB."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import httpx
 import pytest
-from sanic.response import empty
+from apps.equivalent import monitoring_of, route
 
 from luna_monitoring.core.licensing import license_tags_and_fields
 
@@ -14,21 +15,21 @@ WARNINGS = ["liveness balance is low", 'quote " backslash \\ and é']
 
 
 @pytest.fixture
-async def licensed_app(make_app, serve_app):
-    """A served app whose only writes are the explicit flushes of the test."""
-    app = make_app(service="licensed", flushing_period=60.0)
+async def licensed_app(make_any_app, serve_any):
+    """A served app (Sanic or aiohttp) whose only writes are the explicit flushes of the
+    test."""
+    app = make_any_app(service="licensed", flushing_period=60.0)
 
-    @app.post("/check")
+    @route(app, "POST", "/check")
     async def check(request):
-        monitoring = request.app.ctx.monitoring
+        monitoring = monitoring_of(app)
         monitoring.report_license("warning", liveness_balance=10, warnings=WARNINGS)
         monitoring.report_license("warning", liveness_balance=9, warnings=iter(WARNINGS[:1]))
         monitoring.report_license("error", liveness_balance=0, errors=("license expired",))
-        return empty()
 
-    async with httpx.AsyncClient(base_url=await serve_app(app), trust_env=False) as client:
+    async with httpx.AsyncClient(base_url=await serve_any(app), trust_env=False) as client:
         assert (await client.post("/check")).status_code == 204
-    await app.ctx.monitoring.flush()
+    await monitoring_of(app).flush()
     return app
 
 
@@ -85,9 +86,9 @@ class TestLicensingPoints:
     ):
         """A wrong balance or message list fails at the call; nothing more is written."""
         with pytest.raises(ValueError) as error:
-            licensed_app.ctx.monitoring.report_license("warning", **kwargs)
+            monitoring_of(licensed_app).report_license("warning", **kwargs)
         assert message in str(error.value)
-        await licensed_app.ctx.monitoring.flush()
+        await monitoring_of(licensed_app).flush()
         assert influx_db.count("licensing") == 3
 
 

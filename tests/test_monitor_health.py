@@ -147,7 +147,7 @@ class TestApp:
             await until(lambda: monitoring.stats["plugin_timeouts"] == 1, timeout=20)
             # a requests and an errors point per request
             await until(lambda: monitoring.stats["plugin_errors"] == 100, timeout=20)
-            app.ctx.monitoring_prometheus_health.update()
+            app.ctx.monitoring_prometheus.health.update()
             current = monitoring.stats  # nothing ran between the copy and this
             text = app.ctx.monitoring_prometheus.exposition().decode()
         got = dict(line.rsplit(" ", 1) for line in health_lines(text))

@@ -3,7 +3,8 @@
 Every ```python block is executed. A block that defines ``app`` (or ``create_app``) is then
 served for real: its MONITORING is pointed at the test's server (InfluxDB 1.x for
 ``version`` 1, VictoriaMetrics, which speaks the v2 write API, for ``version`` 2), each of
-its routes gets a request, and the ``requests`` points must arrive, one per request.
+its routes gets a request, and the ``requests`` points must arrive, one per request. An
+aiohttp ``app`` (``setup_monitoring``) is served the same way.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
+from apps.equivalent import monitoring_of
 from PIL import Image
 from sanic import Sanic
 from servers import unique_name
 
 import luna_monitoring
+import luna_monitoring.aiohttp
 from example_app.app import ENV_PREFIX, Options
 from luna_monitoring.core.envconfig import config_from_env
 
@@ -117,31 +120,40 @@ def redirect(influx_db, victoria, monkeypatch) -> str:
     """Point every app's MONITORING at the test servers; returns the v2 ``service`` tag."""
     service = unique_name("readme")
     extend = Sanic.extend
+    setup_monitoring = luna_monitoring.aiohttp.setup_monitoring
 
-    def redirected(app: Sanic, *args: Any, **kwargs: Any) -> Any:
-        config = dict(app.config.get("MONITORING") or {})
+    def redirected_config(config: Any) -> dict:
+        config = dict(config or {})
         if config.get("version", 2) == 1:
             config |= {"port": influx_db.server.port, "database": influx_db.name}
         else:
             config |= {"port": victoria.port, "service": service}
-        app.config.MONITORING = config | {"host": "127.0.0.1", "flushing_period": 0.1}
+        return config | {"host": "127.0.0.1", "flushing_period": 0.1}
+
+    def redirected(app: Sanic, *args: Any, **kwargs: Any) -> Any:
+        app.config.MONITORING = redirected_config(app.config.get("MONITORING"))
         return extend(app, *args, **kwargs)
 
+    def redirected_setup(app: Any, config: Any, **kwargs: Any) -> Any:
+        return setup_monitoring(app, redirected_config(config), **kwargs)
+
     monkeypatch.setattr(Sanic, "extend", redirected)
+    monkeypatch.setattr(luna_monitoring.aiohttp, "setup_monitoring", redirected_setup)
     monkeypatch.setattr(Sanic, "test_mode", True)
     return service
 
 
-async def stored_requests(app: Sanic, influx_db: Any, victoria: Any, service: str) -> int:
-    await app.ctx.monitoring.flush()
-    if app.ctx.monitoring.settings.version == 1:
+async def stored_requests(app: Any, influx_db: Any, victoria: Any, service: str) -> int:
+    monitoring = monitoring_of(app)
+    await monitoring.flush()
+    if monitoring.settings.version == 1:
         return influx_db.count("requests")
     exported = victoria.export(f'requests_execution_time{{service="{service}"}}')
     return sum(len(series["values"]) for series in exported)
 
 
 @pytest.mark.parametrize("code", python_blocks())
-async def test_python_sample_runs(code, redirect, influx_db, victoria, serve_app, request):
+async def test_python_sample_runs(code, redirect, influx_db, victoria, serve_any, request):
     """The sample runs; a service sample serves every route and its points arrive."""
     namespace = run_sample(code, f"<{request.node.callspec.id}>")
     app = namespace.get("app") or (namespace["create_app"]() if "create_app" in namespace else None)
@@ -149,15 +161,12 @@ async def test_python_sample_runs(code, redirect, influx_db, victoria, serve_app
         return
     try:
         sent = 0
-        async with httpx.AsyncClient(base_url=await serve_app(app), trust_env=False) as client:
-            for route in app.router.routes:
-                if route.handler.__module__ != SAMPLE_MODULE:
-                    continue
-                for method in sorted(route.methods):
-                    body = jpeg() if method == "POST" else None
-                    response = await client.request(method, f"/{route.path}", content=body)
-                    assert response.status_code == 200, response.text
-                    sent += 1
+        async with httpx.AsyncClient(base_url=await serve_any(app), trust_env=False) as client:
+            for method, path in sample_routes(app):
+                body = jpeg() if method == "POST" else None
+                response = await client.request(method, path, content=body)
+                assert response.status_code == 200, response.text
+                sent += 1
         assert sent >= 1
         deadline = time.monotonic() + 10
         while (count := await stored_requests(app, influx_db, victoria, redirect)) < sent:
@@ -165,4 +174,21 @@ async def test_python_sample_runs(code, redirect, influx_db, victoria, serve_app
             await asyncio.sleep(0.1)
         assert count == sent
     finally:
-        Sanic._app_registry.pop(app.name, None)
+        if isinstance(app, Sanic):
+            Sanic._app_registry.pop(app.name, None)
+
+
+def sample_routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path) of every route a sample app of either framework declared itself."""
+    if isinstance(app, Sanic):
+        return [
+            (method, f"/{route.path}")
+            for route in app.router.routes
+            if route.handler.__module__ == SAMPLE_MODULE
+            for method in sorted(route.methods)
+        ]
+    return [
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if getattr(route.handler, "__module__", None) == SAMPLE_MODULE and route.method != "HEAD"
+    ]

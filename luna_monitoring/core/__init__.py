@@ -1,2 +1,4 @@
 """The framework-neutral core: schema, settings, points, encoder, buffer, writer, collector,
-plugins and Prometheus. Nothing here imports a web framework's request handling."""
+request points, plugins and Prometheus. Nothing here imports a web framework
+(``tests/test_layout.py`` imports it with Sanic and aiohttp blocked); the adapters are
+``luna_monitoring.sanic`` and ``luna_monitoring.aiohttp``."""

@@ -20,8 +20,6 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sanic import Request
-
 from .caches import with_room
 from .point import PointTuple
 from .schema import (
@@ -331,16 +329,43 @@ def current_collector() -> EstimationCollector:
     return _CURRENT.get(_NULL_COLLECTOR)
 
 
+def register_request_type(
+    request_type: type, monitoring_of: Callable[[Any], Monitoring | None]
+) -> None:
+    """Let :func:`monitored_estimation` find the monitoring of a handler argument that is a
+    ``request_type`` (or a subclass): ``monitoring_of(arg)``, ``None`` when it is off.
+
+    Each framework adapter registers its request type(s) when imported.
+    """
+    _REQUEST_TYPES[request_type] = monitoring_of
+    _FINDERS.clear()
+
+
+_REQUEST_TYPES: dict[type, Callable[[Any], Monitoring | None]] = {}
+# type of a handler argument -> how to find its monitoring (None: not a request)
+_FINDERS: dict[type, Callable[[Any], Monitoring | None] | None] = {}
+
+
+def _finder(arg_type: type) -> Callable[[Any], Monitoring | None] | None:
+    finder = next(
+        (_REQUEST_TYPES[base] for base in arg_type.__mro__ if base in _REQUEST_TYPES), None
+    )
+    with_room(_FINDERS)[arg_type] = finder
+    return finder
+
+
 def _monitoring(args: tuple) -> Monitoring | None:
-    """``app.ctx.monitoring`` of the request among ``args``; ``None`` when monitoring is off."""
+    """The monitoring of the request among ``args``; ``None`` when monitoring is off."""
     for arg in args:
-        if isinstance(arg, Request):
-            return getattr(arg.app.ctx, "monitoring", None)
+        arg_type = type(arg)
+        finder = _FINDERS[arg_type] if arg_type in _FINDERS else _finder(arg_type)
+        if finder is not None:
+            return finder(arg)
     return None
 
 
 def monitored_estimation(handler: Handler) -> Handler:
-    """Give a Sanic handler (sync or async) its own :class:`EstimationCollector`.
+    """Give a handler (sync or async; Sanic or aiohttp) its own :class:`EstimationCollector`.
 
     When the handler returns or raises, what it recorded is emitted: ``sdkloop_task``, its
     ``image_load`` and estimator points and ``usages_statistic``; nothing if it recorded

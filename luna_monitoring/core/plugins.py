@@ -18,8 +18,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from sanic import Sanic
-
 from .point import Point
 from .settings import MonitoringConfigError, Settings
 from .throttle import LogThrottle
@@ -40,8 +38,9 @@ class BaseRequestMonitoringPlugin(ABC):
     ``asyncio.to_thread``, since a blocking call stalls the whole worker.
     """
 
-    def __init__(self, app: Sanic) -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
+        """The web application: a ``Sanic`` app or an ``aiohttp.web.Application``."""
 
     async def initialize(self) -> None:  # noqa: B027 - optional hook
         """Called once after the worker's server has started."""
@@ -138,7 +137,7 @@ class PluginRunner:
 
     def __init__(
         self,
-        app: Sanic,
+        app: Any,
         classes: Iterable[type[BaseRequestMonitoringPlugin]],
         settings: Settings,
     ) -> None:
@@ -314,30 +313,3 @@ class PluginRunner:
                 slot.throttle.take() - 1,
                 exc_info=exc,
             )
-
-
-def setup_plugins(app: Sanic, settings: Settings, passed: Iterable[PluginSpec] = ()) -> None:
-    """Load ``MONITORING["plugins"]`` and ``passed`` now (a bad one fails here)."""
-    app.ctx.monitoring_plugin_classes = load_plugins((*settings.plugins, *passed))
-    if app.ctx.monitoring_plugin_classes:
-        app.after_server_start(_start_runner)
-
-
-def start_plugins(app: Sanic, settings: Settings) -> PluginRunner | None:
-    """Create this worker's :class:`PluginRunner`, the sink (``None``: no plugins).
-
-    The plugins themselves are created and initialized once the server has started.
-    """
-    classes = app.ctx.monitoring_plugin_classes
-    app.ctx.monitoring_plugins = PluginRunner(app, classes, settings) if classes else None
-    return app.ctx.monitoring_plugins
-
-
-async def stop_plugins(app: Sanic) -> None:
-    """Deliver what is queued (bounded) and close the plugins; after the writer's stop."""
-    if app.ctx.monitoring_plugins:
-        await app.ctx.monitoring_plugins.stop()
-
-
-def _start_runner(app: Sanic) -> None:
-    app.ctx.monitoring_plugins.start()

@@ -8,12 +8,13 @@ from functools import partial
 from sanic import Sanic
 from sanic_ext import Extension
 
-from ..core.plugins import PluginSpec, setup_plugins, start_plugins, stop_plugins
-from ..core.prometheus import is_metrics_route, setup_prometheus, start_prometheus, stop_prometheus
+from ..core.plugins import PluginSpec
 from ..core.runtime import Monitoring, worker_clock
 from ..core.settings import Settings
 from ..core.writer import Writer
 from ..storages import make_storage
+from .plugins import setup_plugins, start_plugins, stop_plugins
+from .prometheus_route import is_metrics_route, setup_prometheus, start_prometheus, stop_prometheus
 from .request_hooks import RequestHooks
 
 
