@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 
 from .check import CHECK
+from .clickhouse_schema import CLICKHOUSE_SCHEMA
 from .command import Command
 from .reference import CONFIG, SERIES
 
-COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK)
+COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK, CLICKHOUSE_SCHEMA)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,9 +186,6 @@ class ClickHouseStorage:
         code = int(match[1]) if match else None
         if exists_ok and code in _ALREADY_EXISTS:
             return answer
-        if code in BAD_DATA_CODES:
-            status = 400
-        else:
-            status = _STATUS_OF_CODE.get(code, response.status)
+        status = 400 if code in BAD_DATA_CODES else _STATUS_OF_CODE.get(code, response.status)
         message = server_message(answer).replace("e.displayText() = DB::Exception: ", "")
         raise WriteError(status, self._redact(message.removesuffix(", e.what() = DB::Exception")))
