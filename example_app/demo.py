@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -199,9 +199,14 @@ def worker_stats(log: str) -> list[dict[str, int]]:
 
 
 def start_service(
-    influx: InfluxD, port: int, workdir: Path, log: io.BufferedWriter
+    influx: InfluxD,
+    port: int,
+    workdir: Path,
+    log: io.BufferedWriter,
+    more_env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``python -m example_app`` configured by environment variables, as in production."""
+    """``python -m example_app`` configured by environment variables, as in production
+    (``more_env`` adds or overrides some)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -220,6 +225,7 @@ def start_service(
         "LUNA_EXAMPLE_MAX_IMAGE_SIZE": str(MAX_IMAGE_SIZE),
         "LUNA_EXAMPLE_LIVENESS_BALANCE": "40",
         "LUNA_EXAMPLE_LIVENESS_WARNING_THRESHOLD": "20",
+        **(more_env or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "example_app"],
@@ -261,13 +267,16 @@ class Outcome(NamedTuple):
     plugin_lines: int
 
 
-def run_service(influx: InfluxD, calls: list[Call], workdir: Path) -> Outcome:
-    """Start the service, send ``calls``, wait for their points, stop it gracefully."""
+def run_service(
+    influx: InfluxD, calls: list[Call], workdir: Path, more_env: Mapping[str, str] | None = None
+) -> Outcome:
+    """Start the service (with ``more_env``), send ``calls``, wait for their points in
+    ``influx``, stop it gracefully."""
     port = free_port()
     base_url = f"http://{LOOPBACK}:{port}"
     log_path = workdir / "example_app.log"
     with log_path.open("wb") as log:
-        service = start_service(influx, port, workdir, log)
+        service = start_service(influx, port, workdir, log, more_env)
         try:
             wait_for(lambda: ready(base_url), 60, "example_app to start")
             print(
