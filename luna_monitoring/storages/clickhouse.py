@@ -28,9 +28,10 @@ from . import WriteError, connection_message, encode_body, redactor, server_mess
 from .clickhouse_tables import literal, quote, schema_statements, table_names
 
 BAD_DATA_CODES = frozenset(
-    {6, 8, 16, 25, 26, 27, 32, 33, 36, 38, 41, 43, 53, 69, 70, 72, 117, 131, 190, 349}
+    {6, 8, 16, 25, 26, 27, 32, 33, 36, 38, 41, 43, 49, 53, 69, 70, 72, 117, 131, 190, 349}
 )
-"""Exception codes of data ClickHouse cannot store (parse, type, size, unknown column)."""
+"""Exception codes of data ClickHouse cannot store (parse, type, size, unknown column; 49
+``LOGICAL_ERROR`` is what 18.16 answers for an unknown Enum value)."""
 _STATUS_OF_CODE = {60: 404, 81: 404, 192: 401, 193: 401, 194: 401, 516: 401, 164: 403, 497: 403}
 _ALREADY_EXISTS = frozenset({57, 82})  # a concurrent CREATE ... IF NOT EXISTS won
 _CODE = re.compile(rb"^Code: (\d+)")
