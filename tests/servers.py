@@ -893,6 +893,17 @@ class ClickHouse(ServerProcess):
             raise RuntimeError(f"ClickHouse {sql[:200]!r} failed: {resp.status} {resp.body!r}")
         return resp.body.decode()
 
+    def multiquery(self, script: str) -> None:
+        """Pipe ``;``-separated statements into the real ``clickhouse-client --multiquery``."""
+        client = _require_binary("clickhouse-client", "clickhouse-client")
+        subprocess.run(
+            [client, "--host", LOOPBACK, "--port", str(self.tcp_port), "--multiquery"],
+            input=script.encode(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
     def rows(self, sql: str) -> list[dict[str, Any]]:
         """The rows of a SELECT (``FORMAT JSONEachRow`` is added), 64-bit ints as numbers."""
         text = self.query(f"{sql} FORMAT JSONEachRow")

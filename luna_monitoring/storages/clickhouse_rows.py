@@ -7,7 +7,8 @@ them by table. Values go as they are; JSON needs no escaping rules of ours, so e
 
 What is written (the rest as for line protocol, see :mod:`luna_monitoring.core.point`):
 
-- Tags of the series go to their column, other tags to ``extra_tags``; int, float and bool
+- Tags of the series go to their column, other tags to ``extra_tags`` (request series only:
+  in the others an unknown tag or field makes the point invalid); int, float and bool
   tag values become ``str(value)``; ``None`` and empty tags are left out (a tag column then
   holds ``''``).
 - Fields of the series go to their column with its type (an int to a float column as a
@@ -36,6 +37,10 @@ from .clickhouse_tables import EXTRA_TAGS, EXTRAS, Table, tables
 
 class _InvalidPoint(Exception):
     """A point that cannot be written."""
+
+
+_NO_EXTRAS: dict = {}
+"""The extras of a table without ``extra_*`` columns: adding one makes the point invalid."""
 
 
 def _text(value: Any) -> str:
@@ -80,7 +85,7 @@ class RowEncoder:
         if table is None or type(time_ns) is not int or not INT64_MIN <= time_ns <= INT64_MAX:
             raise _InvalidPoint
         row: dict[str, Any] = {"time": time_ns}
-        extras: dict[str, tuple[list, list]] = {}
+        extras: dict[str, tuple[list, list]] = {} if table.extras else _NO_EXTRAS
         for key, value in tags.items():
             if value is None:
                 continue
@@ -126,6 +131,8 @@ class RowEncoder:
 
 
 def _extra(extras: dict[str, tuple[list, list]], column: str, key: str, value: Any) -> None:
+    if extras is _NO_EXTRAS:
+        raise _InvalidPoint
     entry = extras.get(column)
     if entry is None:
         entry = extras[column] = ([], [])

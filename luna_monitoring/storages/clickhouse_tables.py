@@ -9,9 +9,9 @@ One table per series, named ``<table_prefix><series>``::
     <field>   Nullable(Float64 | Int64 | String) per the series' field type; NULL = absent
     extra_tags     Nested(key String, value String)    tags a handler added
     extra_floats   Nested(key String, value Float64)   fields a handler added, by type
-    extra_ints     Nested(key String, value Int64)
-    extra_strings  Nested(key String, value String)
-    extra_bools    Nested(key String, value UInt8)
+    extra_ints     Nested(key String, value Int64)     (the extra_* columns only in the
+    extra_strings  Nested(key String, value String)    request series, requests and
+    extra_bools    Nested(key String, value UInt8)     errors: nothing adds to the others)
 
 ``MergeTree``, ``PARTITION BY date``, ``ORDER BY (service, <tags>, time)``. With a cluster,
 ``<table>_local`` holds the rows on every shard and ``<table>`` is a ``Distributed`` table
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from ..core.schema import SERIES, Series
+from ..core.schema import SERIES, Kind, Series
 
 EXTRAS: Mapping[type, str] = {
     str: "extra_strings",
@@ -64,12 +64,15 @@ class Table:
     tags: frozenset[str]
     fields: Mapping[str, type]
     order_by: tuple[str, ...]
+    extras: bool
 
     @classmethod
     def of(cls, series: Series, prefix: str = "") -> Table:
-        """The table of ``series`` named ``<prefix><series>``."""
+        """The table of ``series`` named ``<prefix><series>``; the ``extra_*`` columns only
+        for request series (``requests``, ``errors``), the ones handlers add to."""
         tags = ("service", *series.tags)
-        return cls(prefix + series.name, frozenset(tags), series.fields, (*tags, "time"))
+        extras = series.kind is Kind.REQUEST
+        return cls(prefix + series.name, frozenset(tags), series.fields, (*tags, "time"), extras)
 
     def columns(self, computed: str = "MATERIALIZED") -> Iterator[str]:
         """Column definitions, in table order; ``computed``: how ``datetime`` and ``date`` are
@@ -82,8 +85,9 @@ class Table:
             yield f"{quote(tag)} String"
         for name, kind in self.fields.items():
             yield f"{quote(name)} Nullable({_FIELD_TYPES[kind]})"
-        for name, kind in _EXTRA_TYPES.items():
-            yield f"{quote(name)} Nested(`key` String, `value` {kind})"
+        if self.extras:
+            for name, kind in _EXTRA_TYPES.items():
+                yield f"{quote(name)} Nested(`key` String, `value` {kind})"
 
 
 def tables(prefix: str = "") -> dict[str, Table]:
