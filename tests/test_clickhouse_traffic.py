@@ -147,9 +147,9 @@ def test_two_shard_cluster_stores_every_point_once(clickhouse_cluster: ClickHous
     """`clickhouse-schema --cluster` on both nodes; two workers write through Distributed:
     each point stored once, both shards hold a share, Distributed returns the totals."""
     database = "mon"
+    command = [sys.executable, "-m", "luna_monitoring", "clickhouse-schema"]
     script = subprocess.run(
-        [sys.executable, "-m", "luna_monitoring", "clickhouse-schema", "--database", database]
-        + ["--cluster", ClickHouseCluster.NAME],
+        [*command, "--database", database, "--cluster", ClickHouseCluster.NAME],
         capture_output=True,
         check=True,
         text=True,

@@ -106,6 +106,10 @@ class RowEncoder:
             if value is None:
                 continue
             kind = columns.get(key)
+            if kind is type(value) and (kind is str or (kind is float and not value - value)):
+                row[key] = value  # the common case: a str or finite float of its own column
+                written += 1
+                continue
             if kind is None:
                 if not isinstance(key, str):
                     raise _InvalidPoint
