@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from servers import ClickHouse
+from test_writer import until
 
 from luna_monitoring.cli.check import run_check
 from luna_monitoring.cli.clickhouse_schema import schema_text
@@ -62,16 +63,6 @@ async def start_writer() -> AsyncIterator[Callable[[Settings], Any]]:
     yield start
     for writer in writers:
         await writer.stop()
-
-
-async def until(fn: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Poll ``fn`` without blocking the event loop until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while not (value := fn()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout} s; last value {value!r}")
-        await asyncio.sleep(0.05)
-    return value
 
 
 class TestSettings:

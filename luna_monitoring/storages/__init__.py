@@ -14,6 +14,7 @@ import asyncio
 import math
 import time
 import zlib
+from base64 import b64encode
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Protocol
@@ -96,6 +97,16 @@ async def encode_body(body: bytes, compress: bool) -> bytes:
     if not compress:
         return body
     return await asyncio.to_thread(zlib.compress, body, GZIP_LEVEL, _GZIP_WBITS)
+
+
+def basic_auth(settings: Settings, headers: dict[str, str]) -> Callable[[str], str]:
+    """Add ``Authorization: Basic`` to ``headers`` if ``username`` or ``password`` is set;
+    return the :func:`redactor` of the password and of that header's value."""
+    basic = ""
+    if settings.username or settings.password:
+        basic = b64encode(f"{settings.username}:{settings.password}".encode()).decode()
+        headers["Authorization"] = f"Basic {basic}"
+    return redactor(settings.password, basic)
 
 
 def redactor(*secrets: str) -> Callable[[str], str]:

@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from base64 import b64encode
 
 import aiohttp
 
 from ..core.settings import Settings
-from . import WriteError, connection_message, encode_body, redactor, server_message
+from . import (
+    WriteError,
+    basic_auth,
+    connection_message,
+    encode_body,
+    server_message,
+)
 from .clickhouse_tables import literal, quote, schema_statements, table_names
 
 BAD_DATA_CODES = frozenset(
@@ -56,11 +61,7 @@ class ClickHouseStorage:
         self._tables_checked = False
         self._gzip = settings.compress
         self._headers = {"Content-Type": "application/json; charset=utf-8"}
-        basic = ""
-        if settings.username or settings.password:
-            basic = b64encode(f"{settings.username}:{settings.password}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {basic}"
-        self._redact = redactor(settings.password, basic)
+        self._redact = basic_auth(settings, self._headers)
         self._timeout_s = settings.write_timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._inserts: dict[bytes, str] = {}

@@ -31,7 +31,7 @@ from typing import Any
 from orjson import JSONEncodeError
 from orjson import dumps as _dumps
 
-from ..core.schema import INT64_MAX, INT64_MIN
+from ..core.schema import INT64_MAX, INT64_MIN, tag_value
 from .clickhouse_tables import EXTRA_TAGS, EXTRAS, Table, tables
 
 
@@ -90,9 +90,7 @@ class RowEncoder:
             if value is None:
                 continue
             if not isinstance(value, str):
-                if not isinstance(value, int | float):
-                    raise _InvalidPoint
-                value = str(value)
+                value = tag_value(series, key, value)  # ValueError unless int, float or bool
             if not isinstance(key, str):
                 raise _InvalidPoint
             if key and value:
