@@ -175,7 +175,12 @@ def test_two_shard_cluster_stores_every_point_once(clickhouse_cluster: ClickHous
     def through_distributed() -> dict[str, int]:
         return {series: first.count(f"{database}.{series}") for series in SERIES}
 
-    wait_until(lambda: through_distributed() == expected, timeout=30, interval=0.5)
+    wait_until(lambda: sum(through_distributed().values()) >= written, timeout=30, interval=0.5)
+    totals = through_distributed()
+    assert sum(totals.values()) == written
+    # Per series as in InfluxDB, but for points InfluxDB merged (equal time and tags).
+    merged = {series: totals[series] - expected[series] for series in SERIES}
+    assert min(merged.values()) >= 0 and sum(merged.values()) <= written // 100
     shares = []
     for node in clickhouse_cluster.nodes:
         local = {series: node.count(f"{database}.{series}_local") for series in SERIES}
@@ -185,5 +190,4 @@ def test_two_shard_cluster_stores_every_point_once(clickhouse_cluster: ClickHous
             assert unique == [{"u": local[series]}]
     assert sum(shares) == written
     assert min(shares) > written // 4
-    assert through_distributed() == expected
-    assert second.count(f"{database}.requests") == expected["requests"]
+    assert second.count(f"{database}.requests") == totals["requests"] == len(outcome.calls)
