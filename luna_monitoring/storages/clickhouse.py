@@ -2,8 +2,8 @@
 
 A body holds the lines of :class:`~.clickhouse_rows.RowEncoder`; each table's rows go in one
 ``POST /?query=INSERT INTO db.table FORMAT JSONEachRow`` (gzip-compressed as for InfluxDB),
-several tables at once: each insert makes a part of about 50 files (one per column stream),
-which takes 20-100 ms, so 44 inserts one after another would take seconds.
+several tables at once: each insert makes a part of 15-50 files (one per column stream),
+which takes 10-100 ms (seconds on a busy server), too long for 44 inserts one after another.
 ClickHouse stores one insert of fewer than ``max_insert_block_size`` (1 048 576) rows all or
 nothing, so a table's rows of a batch are stored or refused together.
 
