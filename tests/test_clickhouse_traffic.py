@@ -111,7 +111,6 @@ def test_every_series_matches_influxdb(clickhouse: ClickHouse, clickhouse_db: st
         outcome = run(influx, clickhouse, clickhouse_db, tmp_path)
         assert counts(influx).keys() == SERIES.keys()
         written = sum(stats["points_written"] for stats in outcome.worker_stats)
-        assert written == sum(counts(influx).values())
         column_types = {
             (c["table"], c["name"]): c["type"]
             for c in clickhouse.rows(
