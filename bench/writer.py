@@ -10,7 +10,9 @@ loop with backpressure, until every one is written (checked by reading back the 
   with ``enable_gzip=True`` (level-9 gzip on the event loop);
 * ``WriteApi(dict)`` / ``WriteApi(line)``: influxdb-client's batching ``WriteApi``
   (``WriteOptions(batch_size=5000, flush_interval=1000)``, gzip) fed the same points as
-  dicts or as lines encoded by ``LineEncoder``.
+  dicts or as lines encoded by ``LineEncoder``;
+* ClickHouse 18.16: the same ``Writer`` with ``storage_type: "clickhouse"`` (JSONEachRow
+  rows, gzip) into the ``requests`` table of a fresh database, beside InfluxDB 1.6.
 
 Variants alternate over ``--rounds``; figures are medians, ratios the medians of the
 per-round ratios. The database runs pinned to
@@ -51,9 +53,10 @@ from luna_monitoring.core.point import LineEncoder, Point
 from luna_monitoring.core.settings import Settings
 from luna_monitoring.core.writer import Writer
 from luna_monitoring.storages import make_storage
+from luna_monitoring.storages.clickhouse_rows import RowEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from servers import InfluxDB1, VictoriaMetrics, free_port, unique_name
+from servers import ClickHouse, InfluxDB1, VictoriaMetrics, free_port, unique_name
 
 BENCH_CPU, DB_CPU = 0, 1
 CHUNK = 1000
@@ -85,6 +88,10 @@ class PinnedVictoria(Pinned, VictoriaMetrics):
 
 
 class PinnedInflux(Pinned, InfluxDB1):
+    pass
+
+
+class PinnedClickHouse(Pinned, ClickHouse):
     pass
 
 
@@ -163,8 +170,12 @@ def run_write_api(url: str, series: str, n: int, as_lines: bool) -> float:
 
 def throughput(n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
     """Points/s of every variant on both databases, alternating, ``rounds`` times."""
-    results: dict[str, dict[str, list[float]]] = {"VictoriaMetrics": {}, "InfluxDB 1.6": {}}
-    with PinnedVictoria() as vm, PinnedInflux() as influx:
+    results: dict[str, dict[str, list[float]]] = {
+        "VictoriaMetrics": {},
+        "InfluxDB 1.6": {},
+        "ClickHouse 18.16": {},
+    }
+    with PinnedVictoria() as vm, PinnedInflux() as influx, PinnedClickHouse() as clickhouse:
         influx.create_database("bench")
         v2 = Settings.from_config(
             {"port": vm.port, "token": "t", "organization": "o", "gzip": True}
@@ -188,6 +199,16 @@ def throughput(n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
             assert influx.count("bench", series) == n
             return result
 
+        def on_clickhouse() -> float:
+            database = unique_name("bench")
+            config = {"storage_type": "clickhouse", "port": clickhouse.port, "gzip": True}
+            result = run_writer(
+                Settings.from_config({**config, "database": database}), "requests", n
+            )
+            assert clickhouse.count(f"{database}.requests") == n
+            clickhouse.query(f"DROP DATABASE {database}")
+            return result
+
         variants: dict[tuple[str, str], Callable[[], float]] = {
             ("VictoriaMetrics", "writer"): on_vm(lambda s: run_writer(v2, s, n)),
             ("VictoriaMetrics", "writer+WriteApiAsync"): on_vm(
@@ -200,6 +221,7 @@ def throughput(n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
                 lambda s: run_write_api(vm.url, s, n, as_lines=True)
             ),
             ("InfluxDB 1.6", "writer"): on_influx,
+            ("ClickHouse 18.16", "writer"): on_clickhouse,
         }
         for round_no in range(rounds):
             order = list(variants.items())
@@ -294,6 +316,18 @@ def append_cost_ns() -> dict[str, float]:
     return costs
 
 
+def encode_cost_us(n: int = 5000, rounds: int = 5) -> dict[str, float]:
+    """CPU µs per request point to encode a batch: line protocol against JSONEachRow rows."""
+    points = make_points("requests", 0, n, time.time_ns())
+    encoders = {"LineEncoder (InfluxDB)": LineEncoder(), "RowEncoder (ClickHouse)": RowEncoder()}
+    return {
+        name: min(repeat(lambda e=encoder: e.encode_lines(points), number=1, repeat=rounds))
+        / n
+        * 1e6
+        for name, encoder in encoders.items()
+    }
+
+
 def batch_loop_cost_ms(batch_size: int = 5000) -> dict[str, float]:
     """ms of event-loop CPU to turn one full batch of buffered lines into a request body."""
     buffer = Buffer(batch_size)
@@ -328,6 +362,10 @@ def main() -> None:
     for name, cost in append_cost_ns().items():
         print(f"  {name:20} {cost:6.1f}")
 
+    print("encoding, µs per request point (batches of 5000):")
+    for name, cost in encode_cost_us().items():
+        print(f"  {name:24} {cost:6.2f}")
+
     print("event-loop CPU per 5000-line batch, ms:")
     for name, cost in batch_loop_cost_ms().items():
         print(f"  {name:32} {cost:6.1f}")
@@ -342,6 +380,10 @@ def main() -> None:
                 f"  {db:16} {name:22} {statistics.median(rates):10,.0f} points/s   "
                 f"writer x{ratio:4.2f} (median of per-round ratios)"
             )
+
+    clickhouse, influx = results["ClickHouse 18.16"]["writer"], results["InfluxDB 1.6"]["writer"]
+    ratio = statistics.median(c / i for c, i in zip(clickhouse, influx, strict=True))
+    print(f"  ClickHouse / InfluxDB 1.6 with Writer: x{ratio:4.2f} (median of per-round ratios)")
 
     print(f"outage: {args.outage_rate} points/s for {args.outage_s:g} s, default settings:")
     memory = outage(args.outage_s, args.outage_rate)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -219,9 +219,10 @@ def start_service(
     workdir: Path,
     log: io.BufferedWriter,
     framework: str = "sanic",
+    more_env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """The example service on ``framework`` configured by environment variables, as in
-    production."""
+    production (``more_env`` adds or overrides some)."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -241,6 +242,7 @@ def start_service(
         "LUNA_EXAMPLE_MAX_IMAGE_SIZE": str(MAX_IMAGE_SIZE),
         "LUNA_EXAMPLE_LIVENESS_BALANCE": "40",
         "LUNA_EXAMPLE_LIVENESS_WARNING_THRESHOLD": "20",
+        **(more_env or {}),
     }
     if framework == "aiohttp":  # gunicorn's workers sum their metrics in a shared directory
         (workdir / "prometheus").mkdir()
@@ -287,14 +289,19 @@ class Outcome(NamedTuple):
 
 
 def run_service(
-    influx: InfluxD, calls: list[Call], workdir: Path, framework: str = "sanic"
+    influx: InfluxD,
+    calls: list[Call],
+    workdir: Path,
+    framework: str = "sanic",
+    more_env: Mapping[str, str] | None = None,
 ) -> Outcome:
-    """Start the service, send ``calls``, wait for their points, stop it gracefully."""
+    """Start the service on ``framework`` (with ``more_env``), send ``calls``, wait for their
+    points in ``influx``, stop it gracefully."""
     port = free_port()
     base_url = f"http://{LOOPBACK}:{port}"
     log_path = workdir / "example_app.log"
     with log_path.open("wb") as log:
-        service = start_service(influx, port, workdir, log, framework)
+        service = start_service(influx, port, workdir, log, framework, more_env)
         try:
             wait_for(lambda: ready(base_url), 60, "example_app to start")
             print(

@@ -12,6 +12,8 @@ from sanic import Sanic
 
 # real-server fixtures (block below)
 from servers import (
+    ClickHouse,
+    ClickHouseCluster,
     InfluxDatabase,
     InfluxDB1,
     Prometheus,
@@ -224,3 +226,33 @@ def spell(framework: str) -> Callable[[str], str]:
     if framework == "sanic":
         return lambda route: route
     return lambda route: route.replace("<", "{").replace(">", "}")
+
+
+@pytest.fixture(scope="session")
+def clickhouse() -> Iterator[ClickHouse]:
+    """One ClickHouse 18.16 server for the session (kill tests: ``own_clickhouse``)."""
+    with ClickHouse() as server:
+        yield server
+
+
+@pytest.fixture
+def own_clickhouse() -> Iterator[ClickHouse]:
+    """A private ClickHouse server for this test (free to SIGKILL/restart)."""
+    with ClickHouse() as server:
+        yield server
+
+
+@pytest.fixture
+def clickhouse_db(clickhouse: ClickHouse) -> Iterator[str]:
+    """A uniquely named database name on the session ClickHouse (not created), dropped after."""
+    name = unique_name("db")
+    yield name
+    if clickhouse.is_running:
+        clickhouse.query(f"DROP DATABASE IF EXISTS {name}")
+
+
+@pytest.fixture
+def clickhouse_cluster() -> Iterator[ClickHouseCluster]:
+    """Two ClickHouse servers, each a shard of the cluster ``ClickHouseCluster.NAME``."""
+    with ClickHouseCluster() as cluster:
+        yield cluster

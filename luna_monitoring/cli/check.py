@@ -1,7 +1,8 @@
 """``python -m luna_monitoring check``: write one point with a config and say what is wrong.
 
 The point is ``monitoring_check,service=<service> ok=1i`` and goes through the same storage
-the extension uses. The outcome is one line: ``OK: ...`` or ``FAIL: ...`` naming the cause
+the extension uses (ClickHouse: the tables are created or checked and an empty insert made).
+The outcome is one line: ``OK: ...`` or ``FAIL: ...`` naming the cause
 (bad config, unreachable, timeout, 401/403, missing bucket or database, other status).
 Secrets never appear in it.
 """
@@ -54,7 +55,10 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> A
 def explain(exc: WriteError, settings: Settings) -> str:
     """What a failed write means for the user, in one line."""
     status, message = exc.status, exc.message
-    v2 = settings.version == 2
+    clickhouse = settings.storage_type == "clickhouse"
+    v2 = settings.version == 2 and not clickhouse
+    if clickhouse and status not in (None, 401, 403):
+        return f"ClickHouse answered {status}: {message}"
     if status is None:
         return f"cannot reach {settings.url}: {message}"
     if status == 401:
@@ -77,10 +81,15 @@ def explain(exc: WriteError, settings: Settings) -> str:
 
 
 async def check(settings: Settings) -> str:
-    """Write one check point; return the success line or raise :class:`CheckFailed`."""
+    """Write one check point; return the success line or raise :class:`CheckFailed`.
+
+    ClickHouse: create (``create_tables``) or check the tables and make an empty insert.
+    """
     point = Point(CHECK_SERIES, UniqueClock().now_ns(), {"service": settings.service}, {"ok": 1})
     storage = make_storage(settings)
     try:
+        if settings.storage_type == "clickhouse":
+            return await storage.check()
         await storage.write(join_lines(LineEncoder().encode_lines([point])))
     except WriteError as exc:
         raise CheckFailed(explain(exc, settings)) from None

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 
 from .check import CHECK
+from .clickhouse_schema import CLICKHOUSE_SCHEMA
 from .command import Command
 from .dashboards import DASHBOARDS
 from .reference import CONFIG, SERIES
 
-COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK, DASHBOARDS)
+COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK, DASHBOARDS, CLICKHOUSE_SCHEMA)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import islice
+from typing import Any
 
 from .point import LineEncoder, Point, join_lines
 
@@ -40,13 +41,15 @@ class Buffer:
         "written",
     )
 
-    def __init__(self, max_points: int) -> None:
+    def __init__(self, max_points: int, encoder: Any = None) -> None:
+        """``encoder``: a ``LineEncoder`` (the default) or another with its ``encode_lines``
+        and counters (``storages.make_encoder``)."""
         self.max_points = max_points
         self._raw: deque[Point] = deque()
         self.append = self._raw.append
         """Buffer one point (the request path: O(1), no I/O, thread-safe)."""
         self._lines: deque[str] = deque()
-        self.encoder = LineEncoder()
+        self.encoder = LineEncoder() if encoder is None else encoder
         self._wire = 0
         self._owed = 0
         self.written = 0

@@ -88,6 +88,12 @@ def _non_empty(key: str, value: str) -> str:
     return value
 
 
+def _identifier_part(key: str, value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_]*", value):
+        raise _fail(key, "letters, digits and _ only", value)
+    return value
+
+
 def _str_list(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise _fail(key, "a list of strings", value)
@@ -185,17 +191,19 @@ _ANY = (object,)
 
 _KEYS: dict[str, _Key] = {
     "send_data_for_monitoring": _Key(_BOOL, True, None, "master switch; False = no points"),
-    "storage_type": _Key(_STR, "influx", _one_of("influx"), 'where points go (only "influx")'),
+    "storage_type": _Key(
+        _STR, "influx", _one_of("influx", "clickhouse"), 'where points go: "influx" or "clickhouse"'
+    ),
     "version": _Key(_INT, 2, _one_of(1, 2), "InfluxDB write API: 2 = /api/v2/write, 1 = /write"),
     "host": _Key(_STR, "127.0.0.1", _non_empty, "InfluxDB host"),
-    "port": _Key(_INT, 8086, _port, "InfluxDB port"),
+    "port": _Key(_INT, 8086, _port, "InfluxDB port; ClickHouse HTTP port, default 8123 there"),
     "use_ssl": _Key(_BOOL, False, None, "HTTPS with certificate verification"),
     "organization": _Key(_STR, "", None, "v2 organization"),
     "token": _Key(_STR, "", None, "v2 token (never logged)"),
     "bucket": _Key(_STR, "luna_monitoring", _non_empty, "v2 bucket"),
-    "database": _Key(_STR, "luna_monitoring", _non_empty, "v1 database"),
-    "username": _Key(_STR, "", None, "v1 user"),
-    "password": _Key(_STR, "", None, "v1 password (never logged)"),
+    "database": _Key(_STR, "luna_monitoring", _non_empty, "v1 or ClickHouse database"),
+    "username": _Key(_STR, "", None, "v1 or ClickHouse user"),
+    "password": _Key(_STR, "", None, "v1 or ClickHouse password (never logged)"),
     "retention_policy": _Key(_STR, "", None, "v1 retention policy; empty = default"),
     "flushing_period": _Key(_FLOAT, 1.0, _positive, "seconds between background flushes"),
     "batch_size": _Key(_INT, 5000, _at_least_one, "most points in one HTTP write"),
@@ -214,7 +222,14 @@ _KEYS: dict[str, _Key] = {
     "max_retry_delay_s": _Key(_FLOAT, 30.0, _positive, "cap of the backoff between retries"),
     "shutdown_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on the final flush at stop"),
     "plugin_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on one plugin call"),
+    "table_prefix": _Key(_STR, "", _identifier_part, "ClickHouse: table names <prefix><series>"),
+    "cluster": _Key(
+        _STR, "", None, "ClickHouse: write to Distributed tables over <table>_local on it"
+    ),
+    "create_tables": _Key(_BOOL, True, None, "ClickHouse: create database and tables at start"),
 }
+_STORAGE_DEFAULTS = {"clickhouse": {"port": 8123}}
+"""Defaults that differ by ``storage_type``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +265,9 @@ class Settings:
     max_retry_delay_s: float = 30.0
     shutdown_timeout_s: float = 5.0
     plugin_timeout_s: float = 5.0
+    table_prefix: str = ""
+    cluster: str = ""
+    create_tables: bool = True
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:
@@ -268,8 +286,11 @@ class Settings:
                 f"known keys: {', '.join(_KEYS)}"
             )
         values = {}
+        storage = config.get("storage_type")
+        defaults = _STORAGE_DEFAULTS.get(storage, {}) if isinstance(storage, str) else {}
         for key, spec in _KEYS.items():
-            value = _check_type(key, config.get(key, spec.default), spec.types)
+            value = config.get(key, defaults.get(key, spec.default))
+            value = _check_type(key, value, spec.types)
             values[key] = spec.check(key, value) if spec.check else value
         return cls(**values)
 
@@ -294,6 +315,9 @@ class Settings:
     @property
     def target(self) -> str:
         """Where points go, for logs: URL plus bucket or database (never credentials)."""
+        if self.storage_type == "clickhouse":
+            cluster = f", cluster {self.cluster!r}" if self.cluster else ""
+            return f"ClickHouse at {self.url}, database {self.database!r}{cluster}"
         where = f"bucket {self.bucket!r}" if self.version == 2 else f"database {self.database!r}"
         return f"InfluxDB v{self.version} at {self.url}, {where}"
 

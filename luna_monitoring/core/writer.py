@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..storages import Storage, WriteError
+from ..storages import Storage, WriteError, make_encoder
 from .buffer import Buffer
 from .point import Point, PointTuple, as_points
 from .settings import Settings
@@ -79,7 +79,7 @@ class Writer:
         self.settings = settings
         self.storage = storage
         self.sinks = tuple(sinks)
-        self._buffer = Buffer(settings.max_buffer_points)
+        self._buffer = Buffer(settings.max_buffer_points, make_encoder(settings))
         self.append: Callable[[PointTuple], None] = self._buffer.append
         """Buffer one point tuple (or :class:`Point`): the request path (a bound
         ``deque.append``; no I/O, never blocks)."""
@@ -295,8 +295,11 @@ class Writer:
             raise WriteError(None, f"unexpected {type(exc).__name__}") from None
 
     def _rejected(self, error: WriteError, count: int) -> None:
-        match = _PARTIAL_WRITE.search(error.message)
-        rejected = min(count, int(match[1])) if match else count
+        rejected = error.rejected
+        if rejected is None:
+            match = _PARTIAL_WRITE.search(error.message)
+            rejected = int(match[1]) if match else count
+        rejected = min(count, rejected)
         self._buffer.settle(count - rejected, rejected)
         if self._reject_warning.ready(asyncio.get_running_loop().time(), rejected):
             logger.warning(

@@ -1,4 +1,5 @@
-"""Transports that deliver one line-protocol body to InfluxDB.
+"""Transports that deliver one body of encoded points: line protocol to InfluxDB, rows to
+ClickHouse (:mod:`.clickhouse`).
 
 A storage sends a body once and reports a failure as :class:`WriteError`; retrying,
 splitting and dropping are the writer's decisions. Bodies are gzip-compressed
@@ -13,13 +14,16 @@ import asyncio
 import math
 import time
 import zlib
+from base64 import b64encode
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import orjson
 
+from ..core.point import LineEncoder
 from ..core.settings import Settings
+from .clickhouse_rows import RowEncoder
 
 # Level 1: about a third of the CPU of level 9 for a body about 8 % larger.
 GZIP_LEVEL = 1
@@ -34,17 +38,26 @@ class WriteError(Exception):
     ``status`` is the HTTP status, or ``None`` when no answer came (connection refused or
     reset, timeout). ``message`` is the server's message, truncated, with secrets hidden.
     ``retry_after_s`` is the server's ``Retry-After`` in seconds, if it sent one.
+    ``rejected``: of a refused batch, the points refused when not all were (the rest were
+    stored).
     """
 
-    def __init__(self, status: int | None, message: str, retry_after_s: float | None = None):
+    def __init__(
+        self,
+        status: int | None,
+        message: str,
+        retry_after_s: float | None = None,
+        rejected: int | None = None,
+    ):
         super().__init__(f"HTTP {status}: {message}" if status else message)
         self.status = status
         self.message = message
         self.retry_after_s = retry_after_s
+        self.rejected = rejected
 
 
 class Storage(Protocol):
-    """Writes one line-protocol body; raises :class:`WriteError` on failure."""
+    """Writes one body of lines from :func:`make_encoder`; raises :class:`WriteError`."""
 
     async def write(self, body: bytes) -> None: ...
 
@@ -52,10 +65,14 @@ class Storage(Protocol):
 
 
 def make_storage(settings: Settings) -> Storage:
-    """The storage for ``settings.version``.
+    """The storage for ``settings.storage_type`` and ``settings.version``.
 
     >>> storage = make_storage(Settings.from_config({"version": 1}))
     """
+    if settings.storage_type == "clickhouse":
+        from .clickhouse import ClickHouseStorage
+
+        return ClickHouseStorage(settings)
     if settings.version == 1:
         from .influx_v1 import InfluxV1Storage
 
@@ -65,11 +82,31 @@ def make_storage(settings: Settings) -> Storage:
     return InfluxV2Storage(settings)
 
 
+def make_encoder(settings: Settings) -> LineEncoder | RowEncoder:
+    """The encoder of the lines ``make_storage(settings)`` writes.
+
+    >>> Buffer(settings.max_buffer_points, make_encoder(settings))
+    """
+    if settings.storage_type == "clickhouse":
+        return RowEncoder(settings.table_prefix)
+    return LineEncoder()
+
+
 async def encode_body(body: bytes, compress: bool) -> bytes:
     """``body`` gzip-compressed in a worker thread if ``compress``, else as it is."""
     if not compress:
         return body
     return await asyncio.to_thread(zlib.compress, body, GZIP_LEVEL, _GZIP_WBITS)
+
+
+def basic_auth(settings: Settings, headers: dict[str, str]) -> Callable[[str], str]:
+    """Add ``Authorization: Basic`` to ``headers`` if ``username`` or ``password`` is set;
+    return the :func:`redactor` of the password and of that header's value."""
+    basic = ""
+    if settings.username or settings.password:
+        basic = b64encode(f"{settings.username}:{settings.password}".encode()).decode()
+        headers["Authorization"] = f"Basic {basic}"
+    return redactor(settings.password, basic)
 
 
 def redactor(*secrets: str) -> Callable[[str], str]:

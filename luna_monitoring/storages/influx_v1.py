@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from base64 import b64encode
-
 import aiohttp
 
 from ..core.settings import Settings
 from . import (
     WriteError,
+    basic_auth,
     connection_message,
     encode_body,
     parse_retry_after,
-    redactor,
     server_message,
 )
 
@@ -34,11 +32,7 @@ class InfluxV1Storage:
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
-        basic = ""
-        if settings.username or settings.password:
-            basic = b64encode(f"{settings.username}:{settings.password}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {basic}"
-        self._redact = redactor(settings.password, basic)
+        self._redact = basic_auth(settings, self._headers)
         self._timeout_s = settings.write_timeout_s
         self._session: aiohttp.ClientSession | None = None
 
