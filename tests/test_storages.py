@@ -9,6 +9,7 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
+from reverse_proxy import ReverseProxy
 from servers import InfluxDatabase, VictoriaMetrics, free_port, unique_name
 from stub_server import StubResponse, StubServer
 
@@ -227,3 +228,32 @@ class TestServerMessage:
 def test_redactor_hides_every_secret_and_ignores_empty() -> None:
     redact = redactor("abc", "", "abcdef")
     assert redact("abcdef and abc") == "<hidden> and <hidden>"
+
+
+class TestUrl:
+    """``url``: an InfluxDB behind a reverse proxy under a path prefix, over IPv6."""
+
+    async def test_v1_through_a_prefix_on_ipv6(self, influx_db: InfluxDatabase) -> None:
+        """``url: http://[::1]:PORT/influx`` writes via ``/influx/write`` into InfluxDB 1.x."""
+        with ReverseProxy(influx_db.server.url, "/influx") as proxy:
+            config = {"version": 1, "url": proxy.url, "database": influx_db.name}
+            await write(make_storage(settings(**config)), b"m x=1i 1700000000000000001")
+        assert proxy.paths == ["/influx/write"]
+        assert influx_db.query("SELECT * FROM m") == [{"time": 1700000000000000001, "x": 1}]
+
+    async def test_v2_through_a_prefix_on_ipv6(self, victoria: VictoriaMetrics) -> None:
+        """influxdb-client keeps the prefix: ``/vm/api/v2/write`` reaches VictoriaMetrics."""
+        name = unique_name("url")
+        with ReverseProxy(victoria.url, "/vm") as proxy:
+            storage = make_storage(settings(url=proxy.url + "/", gzip=True))
+            await write(storage, f"{name},host=a x=7i 1700000000000000000".encode())
+        assert proxy.paths == ["/vm/api/v2/write"]
+        [series] = victoria.export(f'{{__name__="{name}_x"}}')
+        assert series["values"] == [7]
+
+    async def test_ipv6_host_key(self, influx_db: InfluxDatabase) -> None:
+        """``host: "::1"`` (no brackets) works: the URL is built as ``http://[::1]:PORT``."""
+        with ReverseProxy(influx_db.server.url, "") as proxy:
+            config = {"version": 1, "host": "::1", "port": proxy.port, "database": influx_db.name}
+            await write(make_storage(settings(**config)), b"m y=2i 1700000000000000002")
+        assert influx_db.query("SELECT y FROM m") == [{"time": 1700000000000000002, "y": 2}]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 SECRET_KEYS = frozenset({"token", "password"})
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -96,6 +97,57 @@ def _patterns(key: str, value: Any) -> tuple[re.Pattern[str], ...]:
     return tuple(compiled)
 
 
+_HOST_FIX = (
+    "a host name or IP address without scheme, port or path "
+    "(for a full address use 'url', e.g. 'url': 'http://127.0.0.1:8086')"
+)
+_ADDRESS_KEYS = ("host", "port", "use_ssl")
+
+
+def _host(key: str, value: str) -> str:
+    """A bare host: name, IPv4 or IPv6 address (``::1`` or ``[::1]``); brackets removed."""
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    if not bare or any(c in bare for c in "/[]@?# ") or "://" in value:
+        raise _fail(key, _HOST_FIX, value)
+    if ":" in bare:  # only an IPv6 address may hold a colon: 'name:port' is not a host
+        try:
+            IPv6Address(bare)
+        except ValueError:
+            raise _fail(key, _HOST_FIX, value) from None
+    return bare
+
+
+def _url(key: str, value: str) -> str:
+    """A base URL ``http(s)://host[:port][/prefix]`` (no credentials, query or fragment)."""
+    if not value:
+        return value
+    expected = "an http:// or https:// URL like 'https://influx.example.com:8086/prefix'"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise _fail(key, expected, value) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
+        raise _fail(key, expected, value)
+    if parts.username is not None or parts.password is not None:
+        raise _fail(
+            key, f"{expected}, without credentials (use token or username/password)", "<hidden>"
+        )
+    if parts.query or parts.fragment:
+        raise _fail(key, f"{expected}, without query or fragment", value)
+    return value
+
+
+def url_of(host: str, port: int, use_ssl: bool, path: str = "") -> str:
+    """The base URL of a server; an IPv6 address is bracketed.
+
+    >>> url_of("::1", 8086, False)
+    'http://[::1]:8086'
+    """
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if use_ssl else 'http'}://{shown}:{port}{path.rstrip('/')}"
+
+
 def _plugin_paths(key: str, value: Any) -> tuple[str, ...]:
     paths = _str_list(key, value)
     for path in paths:
@@ -155,9 +207,15 @@ _KEYS: dict[str, _Key] = {
     "send_data_for_monitoring": _Key(_BOOL, True, None, "master switch; False = no points"),
     "storage_type": _Key(_STR, "influx", _one_of("influx"), 'where points go (only "influx")'),
     "version": _Key(_INT, 2, _one_of(1, 2), "InfluxDB write API: 2 = /api/v2/write, 1 = /write"),
-    "host": _Key(_STR, "127.0.0.1", _non_empty, "InfluxDB host"),
+    "host": _Key(_STR, "127.0.0.1", _host, "InfluxDB host name or IP address (no scheme/port)"),
     "port": _Key(_INT, 8086, _port, "InfluxDB port"),
     "use_ssl": _Key(_BOOL, False, None, "HTTPS with certificate verification"),
+    "url": _Key(
+        _STR,
+        "",
+        _url,
+        "instead of host/port/use_ssl: http(s)://host[:port][/path prefix]",
+    ),
     "organization": _Key(_STR, "", None, "v2 organization"),
     "token": _Key(_STR, "", None, "v2 token (never logged)"),
     "bucket": _Key(_STR, "luna_monitoring", _non_empty, "v2 bucket"),
@@ -199,6 +257,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8086
     use_ssl: bool = False
+    url: str = ""
+    """Base URL of the server (``http://127.0.0.1:8086`` from host/port/use_ssl when empty)."""
     organization: str = ""
     token: str = field(default="", repr=False)
     bucket: str = "luna_monitoring"
@@ -239,12 +299,13 @@ class Settings:
         for key, spec in _KEYS.items():
             value = _check_type(key, config.get(key, spec.default), spec.types)
             values[key] = spec.check(key, value) if spec.check else value
+        if values["url"]:
+            values.update(_split_url(values["url"], [k for k in _ADDRESS_KEYS if k in config]))
         return cls(**values)
 
-    @property
-    def url(self) -> str:
-        """Base URL of the InfluxDB server."""
-        return f"{'https' if self.use_ssl else 'http'}://{self.host}:{self.port}"
+    def __post_init__(self) -> None:
+        if not self.url:
+            object.__setattr__(self, "url", url_of(self.host, self.port, self.use_ssl))
 
     @property
     def compress(self) -> bool:
@@ -264,6 +325,30 @@ class Settings:
         """Where points go, for logs: URL plus bucket or database (never credentials)."""
         where = f"bucket {self.bucket!r}" if self.version == 2 else f"database {self.database!r}"
         return f"InfluxDB v{self.version} at {self.url}, {where}"
+
+
+def _split_url(url: str, conflicting: list[str]) -> dict[str, Any]:
+    """host, port, use_ssl and the normalised ``url`` from a validated ``url``."""
+    if conflicting:
+        raise MonitoringConfigError(
+            f"MONITORING: 'url' and {', '.join(map(repr, conflicting))} both given; "
+            "give either 'url' or host/port/use_ssl"
+        )
+    parts = urlsplit(url)
+    use_ssl = parts.scheme == "https"
+    host = parts.hostname or ""
+    port = parts.port or (443 if use_ssl else 80)
+    return {
+        "host": host,
+        "port": port,
+        "use_ssl": use_ssl,
+        "url": url_of(host, port, use_ssl, parts.path),
+    }
+
+
+def config_keys() -> tuple[str, ...]:
+    """Every ``MONITORING`` key, in the order of the reference table."""
+    return tuple(_KEYS)
 
 
 def accepted_types(key: str) -> tuple[type, ...]:
