@@ -122,7 +122,8 @@ class TestServerFailures:
             (
                 2,
                 404,
-                "FAIL: bucket 'b' or organization '' not found (404): bucket \"b\" not found",
+                "FAIL: bucket 'b' or organization '' not found (404): create the bucket, "
+                "check the organization",
             ),
             (2, 500, 'FAIL: InfluxDB answered 500: bucket "b" not found'),
         ],

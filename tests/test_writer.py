@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -407,3 +408,91 @@ class TestFlushAndStop:
         assert 0.4 <= elapsed < 0.9
         assert writer.stats["points_buffered"] == 42
         assert "monitoring: 42 points could not be delivered" in caplog.text
+
+
+class TestConfigurationErrors:
+    """What only a person can fix: named with the fix, logged once, retried slowly."""
+
+    @staticmethod
+    def _timed(writer: Writer) -> list[float]:
+        """Record the time of every write the writer makes (through its real storage)."""
+        times: list[float] = []
+        real = writer.storage.write
+
+        async def write(body: bytes) -> None:
+            times.append(time.monotonic())
+            await real(body)
+
+        writer.storage.write = write
+        return times
+
+    @pytest.mark.parametrize(
+        ("config", "fix"),
+        [
+            (
+                {"version": 1, "retention_policy": "week"},
+                "retention policy 'week' not found on database '{db}' (500): create it, or "
+                "leave retention_policy empty (HTTP 500: retention policy not found: week)",
+            ),
+            (
+                {"version": 1, "database": "not_yet"},
+                "database 'not_yet' not found (404): create it first "
+                '(HTTP 404: database not found: "not_yet")',
+            ),
+            (
+                {"version": 2},
+                "no /api/v2/write at http://127.0.0.1:{port} (404): for InfluxDB 1.x before 1.8 "
+                "use version 1 (HTTP 404: 404 page not found)",
+            ),
+        ],
+        ids=["retention-policy", "database", "v2-on-influxdb-1.6"],
+    )
+    async def test_named_with_the_fix_logged_once_and_retried_at_the_cap(
+        self,
+        influx_db: InfluxDatabase,
+        make_writer: MakeWriter,
+        caplog: pytest.LogCaptureFixture,
+        config: dict[str, Any],
+        fix: str,
+    ) -> None:
+        """InfluxDB 1.x's answers: one ERROR naming the fix; writes only every max_retry_delay_s."""
+        port = influx_db.server.port
+        config = {
+            "port": port,
+            "database": influx_db.name,
+            "max_retry_delay_s": 0.4,
+            "shutdown_timeout_s": 0.5,
+            **config,
+        }
+        writer = await make_writer(**config)
+        times = self._timed(writer)
+        feed(writer, points(10))
+        await until(lambda: len(times) >= 4)
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) >= 0.39, gaps
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        target = writer.settings.target
+        assert errors == [
+            f"monitoring: {target}: {fix.format(db=influx_db.name, port=port)}; points stay "
+            "buffered and writes are retried every max_retry_delay_s=0.4 s"
+        ]
+        assert writer.stats["points_buffered"] == 10
+
+    async def test_delivered_once_fixed(
+        self, influx_db: InfluxDatabase, make_writer: MakeWriter
+    ) -> None:
+        """Creating the missing retention policy is enough: the buffered points arrive."""
+        writer = await make_writer(
+            version=1,
+            port=influx_db.server.port,
+            database=influx_db.name,
+            retention_policy="later",
+            max_retry_delay_s=0.2,
+        )
+        feed(writer, points(10))
+        await until(lambda: writer.stats["write_errors"] >= 1)
+        influx_db.server.execute(
+            f'CREATE RETENTION POLICY "later" ON "{influx_db.name}" DURATION 7d REPLICATION 1'
+        )
+        await until(lambda: writer.stats["points_written"] == 10)
+        assert influx_db.query('SELECT count(n) FROM "later"."requests"')[0]["count"] == 10

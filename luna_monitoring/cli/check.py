@@ -19,7 +19,7 @@ from ..core.clock import UniqueClock
 from ..core.envconfig import config_from_env
 from ..core.point import LineEncoder, Point, join_lines
 from ..core.settings import SECRET_KEYS, MonitoringConfigError, Settings
-from ..storages import WriteError, make_storage
+from ..storages import WriteError, make_storage, misconfiguration
 from .command import Command
 
 CHECK_SERIES = "monitoring_check"
@@ -62,18 +62,7 @@ def explain(exc: WriteError, settings: Settings) -> str:
     if status == 403:
         where = f"bucket {settings.bucket!r}" if v2 else f"database {settings.database!r}"
         return f"not allowed to write (403) to {where}"
-    if status == 404 and v2 and "page not found" in message:
-        return (
-            f"no /api/v2/write at {settings.url} (404): for InfluxDB 1.x before 1.8 use version 1"
-        )
-    if status == 404 and v2:
-        return (
-            f"bucket {settings.bucket!r} or organization {settings.organization!r} "
-            f"not found (404): {message}"
-        )
-    if status == 404:
-        return f"database {settings.database!r} not found (404): create it first"
-    return f"InfluxDB answered {status}: {message}"
+    return misconfiguration(exc, settings) or f"InfluxDB answered {status}: {message}"
 
 
 async def check(settings: Settings) -> str:

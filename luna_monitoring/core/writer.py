@@ -10,7 +10,10 @@ every ``flushing_period`` (sooner when a batch is full) and handles the server's
 * 413: the batch is split in halves; a single line still too large is rejected.
 * no answer, timeout, 401, 403, 404, 408, 429, 5xx: the lines stay buffered and the write is
   retried after an exponential backoff with full jitter, capped by ``max_retry_delay_s``;
-  a ``Retry-After`` from the server is waited at least.
+  a ``Retry-After`` from the server is waited at least. Refused credentials and
+  configuration errors the server names (missing database, bucket or retention policy, no
+  write endpoint at the URL) are logged once as an error with the fix and retried only
+  every ``max_retry_delay_s``: waiting longer does not fix them, a person does.
 
 A failing database is logged once when the outage starts (again only if the kind of failure
 changes) and once when it ends. A point is never sent again after its write succeeded; a
@@ -28,7 +31,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..storages import Storage, WriteError
+from ..storages import Storage, WriteError, misconfiguration
 from .buffer import Buffer
 from .point import Point, PointTuple, as_points
 from .settings import Settings
@@ -43,6 +46,7 @@ TICK_S = 0.05
 TICK_POINTS = 1000
 BACKOFF_BASE_S = 0.5
 _RETRIED = frozenset({401, 403, 404, 408, 429})
+_NEEDS_A_PERSON = frozenset({"credentials", "configuration"})
 _PARTIAL_WRITE = re.compile(r"partial write.*dropped=(\d+)", re.DOTALL)
 
 
@@ -56,11 +60,13 @@ def backoff_s(failures: int, cap_s: float) -> float:
     return random.uniform(0.0, min(cap_s, BACKOFF_BASE_S * 2.0 ** min(failures - 1, 30)))
 
 
-def _failure_kind(error: WriteError) -> str:
+def _failure_kind(error: WriteError, settings: Settings) -> str:
     if error.status is None:
         return "no answer"
     if error.status in (401, 403):
         return "credentials"
+    if misconfiguration(error, settings):
+        return "configuration"
     if error.status >= 500:
         return "server error"
     return f"HTTP {error.status}"
@@ -311,11 +317,14 @@ class Writer:
     def _failed(self, error: WriteError) -> None:
         now = asyncio.get_running_loop().time()
         self._failures += 1
-        delay = backoff_s(self._failures, self.settings.max_retry_delay_s)
+        kind = _failure_kind(error, self.settings)
+        if kind in _NEEDS_A_PERSON:
+            delay = self.settings.max_retry_delay_s
+        else:
+            delay = backoff_s(self._failures, self.settings.max_retry_delay_s)
         if error.retry_after_s is not None:
             delay = max(delay, error.retry_after_s)
         self._retry_at = now + delay
-        kind = _failure_kind(error)
         if self._outage_since is None:
             self._outage_since = now
             self._outage_retries = self._retries
@@ -328,6 +337,15 @@ class Writer:
                 "password; points stay buffered and writes are retried",
                 self.settings.target,
                 error,
+            )
+        elif kind == "configuration":
+            logger.error(
+                "monitoring: %s: %s (%s); points stay buffered and writes are retried every "
+                "max_retry_delay_s=%g s",
+                self.settings.target,
+                misconfiguration(error, self.settings),
+                error,
+                self.settings.max_retry_delay_s,
             )
         else:
             logger.warning(

@@ -51,6 +51,37 @@ class Storage(Protocol):
     async def close(self) -> None: ...
 
 
+def misconfiguration(error: WriteError, settings: Settings) -> str | None:
+    """What a failed write says is wrong in the configuration, with the fix; else ``None``.
+
+    A missing database, bucket, organization or retention policy, or no write endpoint at
+    the URL (``version`` 2 against InfluxDB 1.x before 1.8): retrying fixes none of them.
+    """
+    status, text = error.status, error.message.lower()
+    v2 = settings.version == 2
+    if status == 404 and "page not found" in text:
+        if v2:
+            return (
+                f"no /api/v2/write at {settings.url} (404): "
+                "for InfluxDB 1.x before 1.8 use version 1"
+            )
+        return f"no /write at {settings.url} (404): check url, or host and port"
+    if "retention policy not found" in text:
+        return (
+            f"retention policy {settings.retention_policy!r} not found on database "
+            f"{settings.database!r} ({status}): create it, or leave retention_policy empty"
+        )
+    if "database not found" in text or (status == 404 and not v2):
+        name = settings.bucket.split("/")[0] if v2 else settings.database
+        return f"database {name!r} not found ({status}): create it first"
+    if status == 404:
+        return (
+            f"bucket {settings.bucket!r} or organization {settings.organization!r} not found "
+            "(404): create the bucket, check the organization"
+        )
+    return None
+
+
 def make_storage(settings: Settings) -> Storage:
     """The storage for ``settings.version``.
 
