@@ -27,6 +27,7 @@ from luna_monitoring import (
     BaseRequestMonitoringPlugin,
     MonitoringConfigError,
     MonitoringExtension,
+    monitored_estimation,
 )
 from luna_monitoring.core.request_id import is_request_id
 from luna_monitoring.core.runtime import WORKER_STRIDE, Monitoring, worker_clock
@@ -273,3 +274,50 @@ async def _until(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+class TestDecoratorOrder:
+    """``@monitored_estimation`` above the route decorator would record nothing, silently."""
+
+    async def test_wrong_order_fails_the_start_showing_the_right_one(
+        self, new_app, serve_app, influx_db
+    ):
+        """The route kept the bare handler: the server refuses to start, in one line."""
+        app = new_app()
+        app.config.MONITORING = influx_config(influx_db)
+        app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
+
+        @monitored_estimation
+        @app.post("/sdk")
+        async def sdk(request):
+            return text("ok")
+
+        with pytest.raises(MonitoringConfigError) as info:
+            await serve_app(app)
+        assert str(info.value) == (
+            "monitoring: @monitored_estimation is above @app.post(...) on 'sdk' (/sdk), so the "
+            "route runs the bare handler and records nothing; put it below: @app.post(...), "
+            "then @monitored_estimation, then def sdk"
+        )
+
+    async def test_right_order_and_reuse_of_a_bare_handler_start(
+        self, new_app, serve_app, influx_db
+    ):
+        """Below the route decorator, or the bare function also on another route: fine."""
+        app = new_app()
+        app.config.MONITORING = influx_config(influx_db)
+        app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
+
+        @app.post("/sdk")
+        @monitored_estimation
+        def sdk(request):
+            return text("ok")
+
+        async def iso(request):
+            return text("iso")
+
+        app.add_route(iso, "/iso/plain", methods=["POST"], name="iso_plain")
+        app.add_route(monitored_estimation(iso), "/iso", methods=["POST"])
+        url = await serve_app(app)
+        async with httpx.AsyncClient() as client:
+            assert (await client.post(f"{url}/iso")).text == "iso"

@@ -14,6 +14,7 @@ from ..core.runtime import Monitoring, worker_clock
 from ..core.settings import Settings
 from ..core.writer import Writer
 from ..storages import make_storage
+from .decorator_order import check_decorator_order
 from .request_hooks import RequestHooks
 
 
@@ -44,6 +45,7 @@ class MonitoringExtension(Extension):
             settings, skip_route=partial(is_metrics_route, app)
         )
         app.request_class = hooks.request_class(app.request_class)
+        app.before_server_start(check_decorator_order)
         app.before_server_start(_start)
         app.after_server_stop(_stop)
 
