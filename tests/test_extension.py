@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,6 +218,51 @@ class TestWorkers:
         assert len(residues) == 2
         assert sorted(tuple(values) for values in residues.values()) == [(0,), (1,)]
 
+    def test_ctrl_c_logs_each_workers_start_and_loss_once(self, tmp_path):
+        """Ctrl-C (SIGINT to the whole process group) with points that cannot be delivered:
+        each worker logs where its points go once at start and its loss exactly once.
+
+        The loss was logged twice by one worker in about half of the runs: the worker gets
+        the SIGINT and then the main process's stop request, and runs its stop listeners
+        twice. Sanic 25.12's main process sometimes hangs after both workers completed; it
+        is then killed (no point depends on it).
+        """
+        with socket.create_server(("127.0.0.1", 0)) as black_hole:  # accepts, never answers
+            target = f"InfluxDB v1 at http://127.0.0.1:{black_hole.getsockname()[1]}"
+            config = {
+                "version": 1,
+                "port": black_hole.getsockname()[1],
+                "flushing_period": 60,
+                "write_timeout_s": 0.5,
+                "shutdown_timeout_s": 1,
+                "excluded_routes": ["^GET:/workers$"],
+            }
+            service = _start_service(tmp_path, config, workers=2, log_level="INFO")
+            try:
+                served = service.requests_until_both_workers_served(least=20, most=1000)
+                os.killpg(service.proc.pid, signal.SIGINT)
+                wait_until(lambda: service.log().count("INFO: Worker complete") == 2, timeout=60)
+            finally:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    service.wait(10)
+        log = service.log()
+        label = r"\[(Sanic-Server-[01]-0) pid (\d+)\]"
+        starts = re.findall(
+            rf"INFO monitoring: points go to {re.escape(target)}, database 'luna_monitoring' "
+            rf"every flushing_period=60 s in batches of at most batch_size=5000, holding at most "
+            rf"max_buffer_points=100000, gzip off {label}",
+            log,
+        )
+        assert sorted(worker for worker, _ in starts) == ["Sanic-Server-0-0", "Sanic-Server-1-0"]
+        losses = re.findall(
+            rf"WARNING monitoring: (\d+) points could not be delivered to {re.escape(target)}, "
+            rf"database 'luna_monitoring' within shutdown_timeout_s=1 {label}",
+            log,
+        )
+        assert sorted(worker for _, worker, _ in losses) == [w for w, _ in sorted(starts)]
+        per_pid = collections.Counter(served.values())
+        assert {pid: int(n) for n, _, pid in losses} == per_pid
+
 
 class _Service:
     """``tests/apps/requests_app.py`` in a subprocess; its output goes to a log file."""
@@ -257,7 +306,7 @@ class _Service:
         return list(states.values()) == ["ACKED", "ACKED"]
 
 
-def _start_service(tmp_path: Path, monitoring: dict, workers: int) -> _Service:
+def _start_service(tmp_path: Path, monitoring: dict, workers: int, log_level: str = "") -> _Service:
     port = free_port()
     log_path = tmp_path / "service.log"
     env = {
@@ -265,6 +314,7 @@ def _start_service(tmp_path: Path, monitoring: dict, workers: int) -> _Service:
         "APP_MONITORING": json.dumps(monitoring),
         "APP_PORT": str(port),
         "APP_WORKERS": str(workers),
+        "APP_LOG_LEVEL": log_level,
     }
     return _Service(spawn_app(APP, env, tmp_path, log_path), port, log_path)
 

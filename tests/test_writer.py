@@ -20,6 +20,7 @@ from stub_server import (
     throttled,
 )
 
+from luna_monitoring.core.logs import worker_label
 from luna_monitoring.core.point import Point
 from luna_monitoring.core.settings import Settings
 from luna_monitoring.core.writer import BACKOFF_BASE_S, Writer, backoff_s, is_retried
@@ -250,7 +251,7 @@ class TestRetries:
         assert [r.getMessage() for r in errors] == [
             f"monitoring: InfluxDB v2 at http://127.0.0.1:{stub.port}, bucket 'luna_monitoring' "
             "refused the credentials (HTTP 401: unauthorized access): check token, or username "
-            "and password; points stay buffered and writes are retried"
+            f"and password; points stay buffered and writes are retried [{worker_label()}]"
         ]
         assert writer.stats["points_buffered"] == 10
         stub.responder = StubResponse(204)
@@ -270,7 +271,7 @@ class TestRetries:
         assert retries >= 10
         recovered = [r.getMessage() for r in caplog.records if "again after" in r.getMessage()]
         assert len(recovered) == 1
-        assert recovered[0].endswith(f" s, {retries} retries")
+        assert recovered[0].endswith(f" s, {retries} retries [{worker_label()}]")
         assert len(writes_failed(caplog)) == 1
 
     async def test_unexpected_storage_error_is_retried_without_its_text(
@@ -394,6 +395,31 @@ class TestFlushAndStop:
         await writer.stop()
         assert numbers(stub.writes) == list(range(10))
 
+    async def test_stop_twice_at_once_logs_the_loss_once(
+        self, make_writer: MakeWriter, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Stop listeners run twice (Ctrl-C, then the main process's stop): one summary."""
+        writer = await make_writer(port=free_port(), shutdown_timeout_s=0.3)
+        feed(writer, points(5))
+        await asyncio.gather(writer.stop(), writer.stop())
+        await writer.stop()
+        lost = [
+            r.getMessage() for r in caplog.records if "could not be delivered" in r.getMessage()
+        ]
+        assert len(lost) == 1 and lost[0].startswith("monitoring: 5 points could not be delivered")
+
+    async def test_start_logs_where_points_go_once(
+        self, make_writer: MakeWriter, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """One INFO line at start: target, flushing period, batch size, bound, gzip."""
+        caplog.set_level(logging.INFO, logger="luna_monitoring")
+        await make_writer(version=1, port=8087, database="db", batch_size=100, gzip=True)
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+            "monitoring: points go to InfluxDB v1 at http://127.0.0.1:8087, database 'db' every "
+            "flushing_period=0.05 s in batches of at most batch_size=100, holding at most "
+            f"max_buffer_points=100000, gzip on [{worker_label()}]"
+        ]
+
     @pytest.mark.parametrize("hung", [False, True], ids=["refused", "hung"])
     async def test_stop_is_bounded_and_logs_undelivered(
         self, make_writer: MakeWriter, caplog: pytest.LogCaptureFixture, hung: bool
@@ -474,7 +500,7 @@ class TestConfigurationErrors:
         target = writer.settings.target
         assert errors == [
             f"monitoring: {target}: {fix.format(db=influx_db.name, port=port)}; points stay "
-            "buffered and writes are retried every max_retry_delay_s=0.4 s"
+            f"buffered and writes are retried every max_retry_delay_s=0.4 s [{worker_label()}]"
         ]
         assert writer.stats["points_buffered"] == 10
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -20,11 +19,12 @@ from typing import Any
 
 from sanic import Sanic
 
+from .logs import worker_logger
 from .point import Point
 from .settings import MonitoringConfigError, Settings
 from .throttle import LogThrottle
 
-logger = logging.getLogger(__name__)
+logger = worker_logger(__name__)
 PluginSpec = type["BaseRequestMonitoringPlugin"] | str
 
 

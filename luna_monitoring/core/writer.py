@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -33,11 +32,12 @@ from typing import Any
 
 from ..storages import Storage, WriteError, misconfiguration
 from .buffer import Buffer
+from .logs import worker_logger
 from .point import Point, PointTuple, as_points
 from .settings import Settings
 from .throttle import LogThrottle
 
-logger = logging.getLogger(__name__)
+logger = worker_logger(__name__)
 
 Sink = Callable[[list[Point]], Any]
 """Receives every drained list of points in the background (must not keep or modify it)."""
@@ -93,6 +93,7 @@ class Writer:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._stopping: asyncio.Future | None = None
         self._last_pass = 0.0
         self._retry_at: float | None = None
         self._failures = 0
@@ -136,6 +137,17 @@ class Writer:
         """Start the tick and the sender on the running event loop."""
         loop = asyncio.get_running_loop()
         self._last_pass = loop.time()
+        settings = self.settings
+        logger.info(
+            "monitoring: points go to %s every flushing_period=%g s in batches of at most "
+            "batch_size=%d, holding at most max_buffer_points=%d, gzip %s",
+            settings.target,
+            settings.flushing_period,
+            settings.batch_size,
+            settings.max_buffer_points,
+            "on" if settings.compress else "off",
+        )
+        self._stopping: asyncio.Future | None = None
         self._tasks = [
             loop.create_task(self._tick_loop(), name="luna_monitoring.tick"),
             loop.create_task(self._send_loop(), name="luna_monitoring.send"),
@@ -152,7 +164,17 @@ class Writer:
             return await self._deliver(len(self._buffer))
 
     async def stop(self) -> None:
-        """Stop the tasks, write what is left within ``shutdown_timeout_s``, close the storage."""
+        """Stop the tasks, write what is left within ``shutdown_timeout_s``, close the storage.
+
+        Only the first call does it; a second one waits for it. A Sanic worker that gets
+        Ctrl-C's SIGINT and then the main process's stop request runs its stop listeners
+        twice, which logged the shutdown summary twice (as if twice the points were lost).
+        """
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_s
         for task in self._tasks:
