@@ -309,6 +309,34 @@ class TestBound:
         assert app.log_count("buffer full") >= 1
 
 
+class TestInstances:
+    def test_two_instances_of_one_service_lose_no_point_to_merging(
+        self, influx_db: InfluxDatabase, start_app: Callable[..., AppProcess]
+    ) -> None:
+        """Two processes with the same config (replicas) record at once: every point stored.
+
+        Both used to stamp with residue 0, so points with equal tags in the same microsecond
+        merged in InfluxDB. Each instance now draws its own offset: this fails only if the two
+        draws are equal (p = 1/1024).
+        """
+        config = {"version": 1, "port": influx_db.server.port, "database": influx_db.name}
+        apps = [start_app(flushing_period=0.2, **config) for _ in range(2)]
+        rounds, per_burst = 4, 10_000
+
+        def bursts(app: AppProcess) -> None:
+            for _ in range(rounds):
+                app.get(f"/burst?n={per_burst}")
+
+        threads = [threading.Thread(target=bursts, args=(app,)) for app in apps]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        expected = 2 * rounds * per_burst
+        wait_until(lambda: sum(app.stats()["points_written"] for app in apps) == expected, 60)
+        assert influx_db.count("requests") == expected
+
+
 class TestShutdown:
     def test_shutdown_delivers_what_is_left(
         self, influx_db: InfluxDatabase, start_app: Callable[..., AppProcess]

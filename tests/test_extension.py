@@ -34,7 +34,14 @@ from luna_monitoring import (
     monitored_estimation,
 )
 from luna_monitoring.core.request_id import is_request_id
-from luna_monitoring.core.runtime import WORKER_STRIDE, Monitoring, worker_clock
+from luna_monitoring.core.runtime import (
+    INSTANCE_OFFSET_ENV,
+    WORKER_STRIDE,
+    Monitoring,
+    draw_instance_offset,
+    instance_offset,
+    worker_clock,
+)
 
 APP = Path(__file__).parent / "apps" / "requests_app.py"
 HEADER = "LUNA-Request-Id"
@@ -194,6 +201,43 @@ class TestRuntime:
         monkeypatch.setenv("SANIC_WORKER_NAME", "Sanic-Server-5-0")
         assert worker_clock().now_ns() % WORKER_STRIDE == 5
 
+    def test_worker_clock_adds_the_instance_offset_modulo_the_stride(self):
+        assert worker_clock("Sanic-Server-3-0", offset=1022).now_ns() % WORKER_STRIDE == 1
+
+
+class TestInstanceOffset:
+    """Instances (hosts, containers) of one service get different timestamp residues."""
+
+    def test_configured_offset_is_used_as_is(self, monkeypatch):
+        monkeypatch.delenv(INSTANCE_OFFSET_ENV, raising=False)
+        assert instance_offset(17) == 17
+        assert INSTANCE_OFFSET_ENV not in os.environ
+
+    def test_drawn_once_per_process_and_kept(self, monkeypatch):
+        monkeypatch.delenv(INSTANCE_OFFSET_ENV, raising=False)
+        first = instance_offset()
+        assert 0 <= first < WORKER_STRIDE
+        assert os.environ[INSTANCE_OFFSET_ENV] == f"{first}:{os.getpid()}"
+        assert [instance_offset() for _ in range(5)] == [first] * 5
+
+    def test_the_parents_offset_is_inherited(self, monkeypatch):
+        """A worker uses the offset its main process drew."""
+        monkeypatch.setenv(INSTANCE_OFFSET_ENV, f"700:{os.getppid()}")
+        assert instance_offset() == 700
+
+    def test_another_ancestors_offset_is_not_inherited(self, monkeypatch):
+        """An offset left by an unrelated process (another instance's) is replaced."""
+        monkeypatch.setenv(INSTANCE_OFFSET_ENV, "700:1")
+        drawn = [instance_offset() for _ in range(3)]
+        assert os.environ[INSTANCE_OFFSET_ENV] == f"{drawn[0]}:{os.getpid()}"
+        assert drawn == [drawn[0]] * 3
+
+    def test_draws_are_uniform_over_the_residues(self, monkeypatch):
+        """Each of 1024 residues equally likely: two instances share one with p = 1/1024."""
+        draws = collections.Counter(draw_instance_offset() for _ in range(20_000))
+        assert set(draws) <= set(range(WORKER_STRIDE)) and len(draws) > 1000
+        assert max(draws.values()) < 60  # expected 19.5 each
+
 
 class TestWorkers:
     @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
@@ -216,7 +260,9 @@ class TestWorkers:
                 point["time"] % WORKER_STRIDE
             )
         assert len(residues) == 2
-        assert sorted(tuple(values) for values in residues.values()) == [(0,), (1,)]
+        [first], [second] = residues.values()
+        # The instance's drawn offset plus the server numbers 0 and 1: adjacent residues.
+        assert (second - first) % WORKER_STRIDE in (1, WORKER_STRIDE - 1)
 
     def test_ctrl_c_logs_each_workers_start_and_loss_once(self, tmp_path):
         """Ctrl-C (SIGINT to the whole process group) with points that cannot be delivered:

@@ -252,3 +252,14 @@ class TestAddress:
         assert str(info.value) == (
             f"MONITORING: 'url' and {key!r} both given; give either 'url' or host/port/use_ssl"
         )
+
+
+class TestInstanceOffset:
+    @pytest.mark.parametrize("value", ["random", 0, 1023])
+    def test_accepted(self, value):
+        assert Settings.from_config({"instance_offset": value}).instance_offset == value
+
+    @pytest.mark.parametrize("value", [-1, 1024, "7", "auto", 1.0, True])
+    def test_rejected(self, value):
+        with pytest.raises(MonitoringConfigError, match=r"^MONITORING\['instance_offset'\]"):
+            Settings.from_config({"instance_offset": value})

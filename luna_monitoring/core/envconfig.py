@@ -34,6 +34,8 @@ def _parse(key: str, text: str) -> Any:
     try:
         if kind is bool or (bool in accepted_types(key) and word in _BOOLS):
             return _BOOLS[word]
+        if kind is str and int in accepted_types(key) and word.isdigit():
+            return int(word)  # "random" or an offset
         if kind in (int, float, str):
             return kind(text)
         return json.loads(text)

@@ -148,6 +148,12 @@ def url_of(host: str, port: int, use_ssl: bool, path: str = "") -> str:
     return f"{'https' if use_ssl else 'http'}://{shown}:{port}{path.rstrip('/')}"
 
 
+def _instance_offset(key: str, value: int | str) -> int | str:
+    if value == "random" or (type(value) is int and 0 <= value < 1024):
+        return value
+    raise _fail(key, "'random' or an integer in 0..1023", value)
+
+
 def _plugin_paths(key: str, value: Any) -> tuple[str, ...]:
     paths = _str_list(key, value)
     for path in paths:
@@ -240,6 +246,12 @@ _KEYS: dict[str, _Key] = {
     "max_retry_delay_s": _Key(_FLOAT, 30.0, _positive, "cap of the backoff between retries"),
     "shutdown_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on the final flush at stop"),
     "plugin_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on one plugin call"),
+    "instance_offset": _Key(
+        (str, int),
+        "random",
+        _instance_offset,
+        "timestamp residue of worker 0 (mod 1024), see Workers",
+    ),
 }
 
 
@@ -278,6 +290,7 @@ class Settings:
     max_retry_delay_s: float = 30.0
     shutdown_timeout_s: float = 5.0
     plugin_timeout_s: float = 5.0
+    instance_offset: int | str = "random"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:

@@ -10,7 +10,7 @@ from sanic_ext import Extension
 
 from ..core.plugins import PluginSpec, setup_plugins, start_plugins, stop_plugins
 from ..core.prometheus import is_metrics_route, setup_prometheus, start_prometheus, stop_prometheus
-from ..core.runtime import Monitoring, worker_clock
+from ..core.runtime import Monitoring, draw_instance_offset, instance_offset, worker_clock
 from ..core.settings import Settings
 from ..core.writer import Writer
 from ..storages import make_storage
@@ -45,16 +45,24 @@ class MonitoringExtension(Extension):
             settings, skip_route=partial(is_metrics_route, app)
         )
         app.request_class = hooks.request_class(app.request_class)
+        app.main_process_start(_draw_instance_offset)
         app.before_server_start(check_decorator_order)
         app.before_server_start(_start)
         app.after_server_stop(_stop)
+
+
+def _draw_instance_offset(app: Sanic) -> None:
+    """In the main process, before the workers exist: they inherit the drawn offset."""
+    if app.ctx.monitoring_settings.instance_offset == "random":
+        draw_instance_offset()
 
 
 async def _start(app: Sanic) -> None:
     settings: Settings = app.ctx.monitoring_settings
     sinks = [start_plugins(app, settings), start_prometheus(app, settings)]
     writer = Writer(settings, make_storage(settings), [sink for sink in sinks if sink])
-    monitoring = app.ctx.monitoring = Monitoring(settings, writer, worker_clock())
+    clock = worker_clock(offset=instance_offset(settings.instance_offset))
+    monitoring = app.ctx.monitoring = Monitoring(settings, writer, clock)
     app.ctx.monitoring_hooks.bind(monitoring.clock.now_ns, monitoring.emit)
     await writer.start()
 
