@@ -417,3 +417,94 @@ class TestDecoratorOrder:
         url = await serve_app(app)
         async with httpx.AsyncClient() as client:
             assert (await client.post(f"{url}/iso")).text == "iso"
+
+
+CACHE_SERIES = {
+    "cache_lookup": {
+        "description": "one cache lookup",
+        "tags": ["cache"],
+        "fields": {"hits": "int", "latency": "float", "key": "str"},
+    }
+}
+
+
+class TestCustomSeries:
+    """A series of the service's own, declared in ``custom_series``, written by ``record``."""
+
+    async def test_recorded_typed_in_influxdb_given_to_plugins_ignored_by_prometheus(
+        self, new_app, serve_app, influx_db
+    ):
+        app = new_app()
+        app.config.MONITORING = influx_config(
+            influx_db, custom_series=CACHE_SERIES, prometheus={"enabled": True}
+        )
+        app.extend(extensions=[MonitoringExtension(plugins=[Recorder])])
+        async with httpx.AsyncClient(base_url=await serve_app(app)) as client:
+            monitoring = app.ctx.monitoring
+            monitoring.record(
+                "cache_lookup",
+                tags={"cache": 'faces "L1",\nß'},
+                fields={"hits": 3, "latency": 2, "key": "k\\1"},
+            )
+            assert await monitoring.flush()
+            metrics = await client.get("/metrics")
+        assert influx_db.query('SELECT * FROM "cache_lookup"') == [
+            {
+                "time": influx_db.query('SELECT * FROM "cache_lookup"')[0]["time"],
+                "cache": 'faces "L1", ß',
+                "hits": 3,
+                "key": "k\\1",
+                "latency": 2.0,
+                "service": "luna-remote-sdk",
+            }
+        ]
+        types = influx_db.query('SHOW FIELD KEYS FROM "cache_lookup"')
+        assert {row["fieldKey"]: row["fieldType"] for row in types} == {
+            "hits": "integer",
+            "key": "string",
+            "latency": "float",
+        }
+        [plugin] = app.ctx.monitoring_plugins.plugins
+        await _until(lambda: [p.series for p in plugin.points] == ["cache_lookup"])
+        assert metrics.status_code == 200 and "cache_lookup" not in metrics.text
+        assert monitoring.stats["sink_errors"] == 0
+
+    @pytest.mark.parametrize(
+        ("tags", "fields", "message"),
+        [
+            ({}, {"hits": 1}, "cache_lookup: missing required tag(s) cache; required: cache"),
+            (
+                {"cache": "a", "zone": "b"},
+                {"hits": 1},
+                "cache_lookup: unknown tag 'zone'; valid tags: cache",
+            ),
+            (
+                {"cache": "a"},
+                {"hit": 1},
+                "cache_lookup: unknown field 'hit'; valid fields: hits, latency, key",
+            ),
+            (
+                {"cache": "a"},
+                {"hits": 1.5},
+                "cache_lookup: field 'hits' must be int, got float 1.5",
+            ),
+        ],
+    )
+    async def test_validated_like_the_built_in_series(
+        self, new_app, serve_app, influx_db, tags, fields, message
+    ):
+        app = new_app()
+        app.config.MONITORING = influx_config(influx_db, custom_series=CACHE_SERIES)
+        app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
+        await serve_app(app)
+        with pytest.raises(ValueError) as info:
+            app.ctx.monitoring.record("cache_lookup", tags=tags, fields=fields)
+        assert str(info.value) == message
+
+    async def test_unknown_series_names_the_custom_ones_too(self, new_app, serve_app, influx_db):
+        app = new_app()
+        app.config.MONITORING = influx_config(influx_db, custom_series=CACHE_SERIES)
+        app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
+        await serve_app(app)
+        with pytest.raises(ValueError, match=r"; custom_series: cache_lookup$"):
+            app.ctx.monitoring.record("my_series", fields={"x": 1})

@@ -76,3 +76,26 @@ def test_usage_error():
     result = cli()
     assert result.returncode == 2
     assert "usage: python -m luna_monitoring" in result.stderr
+
+
+def test_series_with_a_config_lists_its_custom_series(tmp_path):
+    """``series monitoring.json`` adds the config's custom series after the built-in ones."""
+    path = tmp_path / "monitoring.json"
+    path.write_text(
+        '{"MONITORING": {"custom_series": {"cache_lookup": {"description": "cache lookups", '
+        '"tags": ["cache"], "fields": {"hits": "int", "latency": "float"}}}}}'
+    )
+    result = cli("series", str(path))
+    assert result.returncode == 0
+    assert result.stdout.startswith(series_table())
+    assert result.stdout[len(series_table()) :] == (
+        "| `cache_lookup` | cache lookups | `cache` | `hits` int, `latency` float |\n"
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"custom_series": {"requests": {"fields": {"a": "int"}}}}')
+    failed = cli("series", str(bad))
+    assert failed.returncode == 1
+    assert failed.stderr == (
+        "FAIL: MONITORING['custom_series']: expected names other than the built-in series, "
+        "got 'requests'\n"
+    )

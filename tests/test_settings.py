@@ -263,3 +263,63 @@ class TestInstanceOffset:
     def test_rejected(self, value):
         with pytest.raises(MonitoringConfigError, match=r"^MONITORING\['instance_offset'\]"):
             Settings.from_config({"instance_offset": value})
+
+
+class TestCustomSeries:
+    def test_declared_series_get_typed_fields_and_required_tags(self):
+        s = Settings.from_config(
+            {
+                "custom_series": {
+                    "cache": {"tags": ["kind"], "fields": {"hits": "int", "r": "float"}}
+                }
+            }
+        )
+        [series] = s.custom_series.values()
+        assert (series.name, series.tags, dict(series.fields)) == (
+            "cache",
+            ("kind",),
+            {"hits": int, "r": float},
+        )
+        assert series.description == "your own points (custom_series)"
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ([], "MONITORING['custom_series']: expected a dict of series name to "),
+            (
+                {"requests": {"fields": {"a": "int"}}},
+                "MONITORING['custom_series']: expected names other than the built-in series, "
+                "got 'requests'",
+            ),
+            (
+                {"x y": {"fields": {"a": "int"}}},
+                "MONITORING['custom_series']: expected names matching",
+            ),
+            ({"x": {"fields": {}}}, "MONITORING['custom_series.x.fields']: expected a non-empty"),
+            (
+                {"x": {"fields": {"a": "bool"}}},
+                'MONITORING[\'custom_series.x.fields.a\']: expected "int", "float" or "str", '
+                "got 'bool'",
+            ),
+            (
+                {"x": {"tags": ["a"], "fields": {"a": "int"}}},
+                "MONITORING['custom_series.x']: expected tag and field names used once, got ['a']",
+            ),
+            (
+                {"x": {"tags": ["service"], "fields": {"a": "int"}}},
+                "MONITORING['custom_series.x.tags']: expected names matching",
+            ),
+            (
+                {"x": {"fields": {"a": "int"}, "taggs": []}},
+                "MONITORING['custom_series.x']: expected a dict with \"fields\" and optionally",
+            ),
+            (
+                {"x": {"fields": {"a\nb": "int"}}},
+                "MONITORING['custom_series.x.fields']: expected names matching",
+            ),
+        ],
+    )
+    def test_invalid_declarations_are_named(self, value, message):
+        with pytest.raises(MonitoringConfigError) as info:
+            Settings.from_config({"custom_series": value})
+        assert str(info.value).startswith(message)

@@ -11,7 +11,7 @@ from typing import Any
 from .clock import UniqueClock
 from .licensing import license_tags_and_fields
 from .point import Point
-from .schema import Kind, get_series
+from .schema import Kind, Series, get_series
 from .settings import Settings
 from .writer import Writer
 
@@ -65,6 +65,14 @@ def worker_clock(worker_name: str | None = None, offset: int = 0) -> UniqueClock
     return UniqueClock((offset + server) % WORKER_STRIDE, WORKER_STRIDE)
 
 
+def _built_in(series: str, settings: Settings) -> Series:
+    try:
+        return get_series(series)
+    except ValueError as exc:
+        custom = ", ".join(settings.custom_series) or "none declared"
+        raise ValueError(f"{exc}; custom_series: {custom}") from None
+
+
 class Monitoring:
     """Monitoring of one worker: the clock, the writer, and what handlers may call.
 
@@ -88,8 +96,9 @@ class Monitoring:
         fields: Mapping[str, Any] | None = None,
         time_ns: int | None = None,
     ) -> None:
-        """Validate and buffer one point of any series; ``ValueError`` on misuse."""
-        spec = get_series(series)
+        """Validate and buffer one point of any series, built-in or in ``custom_series``;
+        ``ValueError`` on misuse."""
+        spec = self.settings.custom_series.get(series) or _built_in(series, self.settings)
         checked_tags = spec.check_tags(tags or {}, extra_allowed=spec.kind is Kind.REQUEST)
         checked_tags["service"] = self.service
         checked_fields = spec.check_fields(fields or {})

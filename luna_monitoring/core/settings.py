@@ -15,6 +15,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .schema import SERIES, Kind, Series
+
 SECRET_KEYS = frozenset({"token", "password"})
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_PROMETHEUS_LABELS = frozenset({"service", "route", "status_code", "error_code", "le"})
@@ -154,6 +156,54 @@ def _instance_offset(key: str, value: int | str) -> int | str:
     raise _fail(key, "'random' or an integer in 0..1023", value)
 
 
+_FIELD_TYPES: Mapping[str, type] = MappingProxyType({"int": int, "float": float, "str": str})
+_SERIES_KEYS = frozenset({"tags", "fields", "description"})
+
+
+def _names(key: str, names: Any) -> list[str]:
+    names = list(names)
+    for name in names:
+        if not isinstance(name, str) or not _LABEL_NAME.match(name) or name == "service":
+            raise _fail(key, "names matching [a-zA-Z_][a-zA-Z0-9_]*, other than 'service'", name)
+    return names
+
+
+def _one_series(key: str, name: str, spec: Any) -> Series:
+    if not isinstance(spec, Mapping) or "fields" not in spec or set(spec) - _SERIES_KEYS:
+        raise _fail(key, 'a dict with "fields" and optionally "tags" and "description"', spec)
+    tags = _names(f"{key}.tags", _str_list(f"{key}.tags", spec.get("tags", [])))
+    fields = spec["fields"]
+    if not isinstance(fields, Mapping) or not fields:
+        raise _fail(
+            f"{key}.fields", 'a non-empty dict of field name to "int", "float" or "str"', fields
+        )
+    _names(f"{key}.fields", fields)
+    for field_name, kind in fields.items():
+        if kind not in _FIELD_TYPES:
+            raise _fail(f"{key}.fields.{field_name}", '"int", "float" or "str"', kind)
+    repeated = sorted({n for n in (*tags, *fields) if [*tags, *fields].count(n) > 1})
+    if repeated:
+        raise _fail(key, "tag and field names used once", repeated)
+    description = spec.get("description", "your own points (custom_series)")
+    if not isinstance(description, str):
+        raise _fail(f"{key}.description", "str", description)
+    typed = MappingProxyType({f: _FIELD_TYPES[kind] for f, kind in fields.items()})
+    return Series(name, Kind.CUSTOM, description, tuple(tags), typed)
+
+
+def _custom_series(key: str, value: Any) -> Mapping[str, Series]:
+    """Series of the service's own: ``{name: {"tags": [...], "fields": {name: type}}}``."""
+    if not isinstance(value, Mapping):
+        raise _fail(key, 'a dict of series name to {"tags": [...], "fields": {...}}', value)
+    result = {}
+    for name, spec in value.items():
+        _names(key, [name])
+        if name in SERIES:
+            raise _fail(key, "names other than the built-in series", name)
+        result[name] = _one_series(f"{key}.{name}", name, spec)
+    return MappingProxyType(result)
+
+
 def _plugin_paths(key: str, value: Any) -> tuple[str, ...]:
     paths = _str_list(key, value)
     for path in paths:
@@ -246,6 +296,9 @@ _KEYS: dict[str, _Key] = {
     "max_retry_delay_s": _Key(_FLOAT, 30.0, _positive, "cap of the backoff between retries"),
     "shutdown_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on the final flush at stop"),
     "plugin_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on one plugin call"),
+    "custom_series": _Key(
+        _ANY, {}, _custom_series, "series of your own for record(), see Custom series"
+    ),
     "instance_offset": _Key(
         (str, int),
         "random",
@@ -290,6 +343,7 @@ class Settings:
     max_retry_delay_s: float = 30.0
     shutdown_timeout_s: float = 5.0
     plugin_timeout_s: float = 5.0
+    custom_series: Mapping[str, Series] = field(default_factory=lambda: MappingProxyType({}))
     instance_offset: int | str = "random"
 
     @classmethod
