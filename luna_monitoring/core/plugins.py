@@ -22,7 +22,7 @@ from sanic import Sanic
 from .logs import worker_logger
 from .point import Point
 from .settings import MonitoringConfigError, Settings
-from .throttle import LogThrottle
+from .throttle import LogThrottle, held_back
 
 logger = worker_logger(__name__)
 PluginSpec = type["BaseRequestMonitoringPlugin"] | str
@@ -65,6 +65,13 @@ def load_plugins(specs: Iterable[PluginSpec]) -> tuple[type[BaseRequestMonitorin
 
 def _load(spec: PluginSpec) -> type[BaseRequestMonitoringPlugin]:
     if isinstance(spec, str):
+        if ":" not in spec:
+            module_hint, _, class_hint = spec.rpartition(".")
+            raise _bad(
+                spec,
+                'expected "package.module:ClassName", a colon before the class name '
+                f"(e.g. {module_hint or 'my_package.plugins'}:{class_hint or 'MyPlugin'})",
+            )
         module_name, _, class_name = spec.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -164,11 +171,10 @@ class PluginRunner:
                 self.stats["plugin_points_dropped"] += overflow
                 if slot.throttle.ready(time.monotonic()):
                     logger.warning(
-                        "monitoring plugin %s is behind: %d oldest points dropped "
-                        "(%d similar messages suppressed)",
+                        "monitoring plugin %s is behind: %d oldest points dropped%s",
                         slot.name,
                         overflow,
-                        slot.throttle.take() - 1,
+                        held_back(slot.throttle.take() - 1),
                     )
             queue.extend(points)
             slot.wake.set()
@@ -294,18 +300,20 @@ class PluginRunner:
         self.stats["plugin_timeouts" if exc is None else "plugin_errors"] += 1
         if slot.throttle.ready(time.monotonic()):
             logger.error(
-                "monitoring plugin %s: %s %s (%d similar messages suppressed)",
+                "monitoring plugin %s: %s %s%s",
                 slot.name,
                 hook,
                 f"timed out after {self._timeout_s} s" if exc is None else "raised",
-                slot.throttle.take() - 1,
+                held_back(slot.throttle.take() - 1),
                 exc_info=exc,
             )
 
 
 def setup_plugins(app: Sanic, settings: Settings, passed: Iterable[PluginSpec] = ()) -> None:
     """Load ``MONITORING["plugins"]`` and ``passed`` now (a bad one fails here)."""
-    app.ctx.monitoring_plugin_classes = load_plugins((*settings.plugins, *passed))
+    # A plugin given both in the config and to the extension runs once.
+    classes = load_plugins((*settings.plugins, *passed))
+    app.ctx.monitoring_plugin_classes = tuple(dict.fromkeys(classes))
     if app.ctx.monitoring_plugin_classes:
         app.after_server_start(_start_runner)
 

@@ -355,7 +355,10 @@ class Settings:
         """
         config = {} if config is None else config
         if not isinstance(config, Mapping):
-            raise _fail("MONITORING", "a dict", type(config).__name__)
+            # Only the type: a string here may be a JSON text holding a token.
+            raise MonitoringConfigError(
+                f"MONITORING: expected a dict of settings, got {type(config).__name__}"
+            )
         unknown = sorted(set(config) - set(_KEYS))
         if unknown:
             raise MonitoringConfigError(
