@@ -8,8 +8,12 @@ command line in :mod:`luna_monitoring.cli`. This module re-exports the public na
 from .core.collector import EstimationCollector, current_collector, monitored_estimation
 from .core.plugins import BaseRequestMonitoringPlugin
 from .core.settings import MonitoringConfigError, Settings
+from .core.version import package_version
 from .sanic.extension import MonitoringExtension
 from .sanic.request_hooks import add_request_fields, add_request_tags
+
+__version__ = package_version()
+"""This package's version: ``luna_monitoring.__version__`` -> ``'0.1.0'``."""
 
 __all__ = [
     "BaseRequestMonitoringPlugin",

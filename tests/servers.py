@@ -63,6 +63,7 @@ __all__ = [
     "Prometheus",
     "ServerProcess",
     "VictoriaMetrics",
+    "VictoriaMetricsWithAuth",
     "free_port",
     "http_request",
     "unique_name",
@@ -786,3 +787,11 @@ class Prometheus(ServerProcess):
         data = self._api("/api/v1/targets")
         active: list[dict[str, Any]] = data["activeTargets"]
         return active
+
+
+class VictoriaMetricsWithAuth(VictoriaMetrics):
+    """VictoriaMetrics behind HTTP basic auth (user ``luna``, password ``right``): any other
+    credentials get ``401`` with a body that is not JSON (``/health`` stays open)."""
+
+    def _command(self) -> list[str]:
+        return [*super()._command(), "-httpAuth.username=luna", "-httpAuth.password=right"]

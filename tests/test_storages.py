@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 from reverse_proxy import ReverseProxy
-from servers import InfluxDatabase, VictoriaMetrics, free_port, unique_name
+from servers import (
+    InfluxDatabase,
+    VictoriaMetrics,
+    VictoriaMetricsWithAuth,
+    free_port,
+    unique_name,
+)
 from stub_server import StubResponse, StubServer
 
 from luna_monitoring.core.settings import Settings
@@ -265,13 +271,6 @@ class TestUrl:
         assert influx_db.query("SELECT y FROM m") == [{"time": 1700000000000000002, "y": 2}]
 
 
-class _VictoriaWithAuth(VictoriaMetrics):
-    """VictoriaMetrics behind HTTP basic auth: wrong credentials get ``401`` and no JSON."""
-
-    def _command(self) -> list[str]:
-        return [*super()._command(), "-httpAuth.username=luna", "-httpAuth.password=right"]
-
-
 def test_root_logger_untouched_by_every_failure_mode(influx_db: InfluxDatabase) -> None:
     """No failure of either storage configures logging: the root logger keeps no handler.
 
@@ -284,7 +283,7 @@ def test_root_logger_untouched_by_every_failure_mode(influx_db: InfluxDatabase) 
     v1 = {"version": 1, "port": server.port, "database": influx_db.name, "write_timeout_s": 1}
     too_long = "m,t=" + "a" * 300_000 + " x=1i 1"
     with (
-        _VictoriaWithAuth() as guarded,
+        VictoriaMetricsWithAuth() as guarded,
         ReverseProxy(f"http://127.0.0.1:{free_port()}", "", host="127.0.0.1") as dead,
         socket.create_server(("127.0.0.1", 0)) as black_hole,  # listens, never answers
         VictoriaMetrics() as victoria,

@@ -17,6 +17,13 @@ from . import (
 )
 
 
+def basic_credentials(settings: Settings) -> str:
+    """``username:password`` in base64 for an ``Authorization: Basic`` header; "" if none."""
+    if not (settings.username or settings.password):
+        return ""
+    return b64encode(f"{settings.username}:{settings.password}".encode()).decode()
+
+
 class InfluxV1Storage:
     """POSTs line protocol to ``/write?db=&rp=&precision=ns``, gzip-compressed if
     ``settings.compress``.
@@ -34,9 +41,8 @@ class InfluxV1Storage:
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"
-        basic = ""
-        if settings.username or settings.password:
-            basic = b64encode(f"{settings.username}:{settings.password}".encode()).decode()
+        basic = basic_credentials(settings)
+        if basic:
             self._headers["Authorization"] = f"Basic {basic}"
         self._redact = redactor(settings.password, basic)
         self._timeout_s = settings.write_timeout_s
