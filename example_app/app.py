@@ -123,7 +123,7 @@ async def _estimate_images(request: Request, job: Job) -> dict[str, Any]:
     answer = await asyncio.to_thread(run, job, images)
     monitoring = getattr(request.app.ctx, "monitoring", None)
     if "livenessv1" in job.estimate and monitoring is not None:
-        request.app.ctx.license.report(monitoring)
+        request.app.ctx.license.report(monitoring, refused=job.liveness.refused)
     return answer
 
 
@@ -133,14 +133,15 @@ async def sdk(request: Request) -> HTTPResponse:
     mode = request.args.get("deepfake_mode", DEEPFAKE_MODES[0])
     if mode not in DEEPFAKE_MODES:
         raise LunaError(BAD_QUERY_PARAM, f"deepfake_mode must be one of {DEEPFAKE_MODES}")
-    job = Job(_estimate(request), request.app.ctx.license, mode, _flag(request, "aggregate", False))
+    liveness = request.app.ctx.license.grant()
+    job = Job(_estimate(request), liveness, mode, _flag(request, "aggregate", False))
     return json(await _estimate_images(request, job))
 
 
 @monitored_estimation
 async def iso(request: Request) -> HTTPResponse:
     """Check portraits against ISO/IEC 19794-5."""
-    answer = await _estimate_images(request, Job(ISO_CHECKS, request.app.ctx.license))
+    answer = await _estimate_images(request, Job(ISO_CHECKS, request.app.ctx.license.grant()))
     collector = current_collector()
     collector.add_usage("iso_estimator", len(answer["images"]))
     collector.add_usage("face_quality_estimator", sum(len(i["faces"]) for i in answer["images"]))

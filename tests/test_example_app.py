@@ -183,7 +183,7 @@ class TestEstimators:
 
 class TestLicensing:
     async def test_balance_runs_out(self, service):
-        """Below the threshold: warning points; at zero: error points and no liveness."""
+        """At or below the threshold: warnings; refused liveness (balance spent): errors."""
         svc = await service(liveness_balance=2, liveness_warning_threshold=1)
         body = image_bytes(400, 300)  # one face
         answers = []
@@ -199,11 +199,12 @@ class TestLicensing:
         rows = await svc.rows("licensing", 3)
         assert [(r["license_status"], r["liveness_balance"]) for r in rows] == [
             ("warning", 1),
-            ("error", 0),
+            ("warning", 0),  # this request spent the last estimation and got its answer
             ("error", 0),
         ]
         assert rows[0]["warnings"] == '["liveness balance is low: 1 estimations left"]'
-        assert rows[1]["errors"] == '["liveness balance is exhausted: liveness is not estimated"]'
+        assert rows[1]["warnings"] == '["liveness balance is low: 0 estimations left"]'
+        assert rows[2]["errors"] == '["liveness balance is exhausted: liveness is not estimated"]'
         assert len(await svc.rows("livenessv1", 2)) == 2
 
 
