@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -12,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 from sanic import Sanic
-from servers import unique_name
+from servers import free_port, http_request, unique_name, wait_until
 
 from example_app.app import STATS_ROUTES, Options, create_app
 from example_app.estimators import ISO_CHECKS, SDK_ESTIMATIONS
@@ -300,3 +304,44 @@ class TestConfig:
         assert (options.port, options.host, options.workers) == (9000, "::1", 1)
         with pytest.raises(ValueError, match=r"^LUNA_EXAMPLE_WORKERS: expected an integer"):
             Options.from_env({"LUNA_EXAMPLE_WORKERS": "two"})
+
+
+def test_python_m_example_app_runs_from_any_directory(tmp_path, influx_db):
+    """``python -m example_app`` outside the checkout, with 2 workers: it serves and writes."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("LUNA_", "PYTHONPATH"))},
+        "LUNA_MONITORING_VERSION": "1",
+        "LUNA_MONITORING_PORT": str(influx_db.server.port),
+        "LUNA_MONITORING_DATABASE": influx_db.name,
+        "LUNA_MONITORING_FLUSHING_PERIOD": "0.1",
+        "LUNA_EXAMPLE_PORT": str(port),
+        "LUNA_EXAMPLE_WORKERS": "2",
+    }
+    log_path = tmp_path / "example.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "example_app"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: http_request("GET", f"http://127.0.0.1:{port}/version").status == 200,
+            timeout=60,
+            ignore=(OSError,),
+        )
+        wait_until(lambda: influx_db.count("requests") >= 1, timeout=30)
+        # Stopping before both workers are up trips a Sanic race (a BrokenPipeError).
+        wait_until(lambda: log_path.read_text().count("INFO: Worker ready") >= 2, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in log_path.read_text(errors="replace")
