@@ -96,6 +96,9 @@ class TestConfiguration:
             ({"version": 3}, "version"),
             ({"bucket_name": "x"}, "bucket_name"),
             ({"excluded_routes": ["("]}, "excluded_routes"),
+            ({"host": "http://127.0.0.1"}, r"host'\]: .*use 'url'"),
+            ({"host": "127.0.0.1:58837"}, r"host'\]: .*use 'url'"),
+            ({"url": "http://h:1", "port": 1}, "'url' and 'port' both given"),
         ],
     )
     def test_bad_config_fails_at_extend_naming_the_key(self, new_app, config, named):
