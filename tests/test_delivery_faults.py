@@ -30,6 +30,8 @@ from servers import (
 )
 from stub_server import RecordedRequest, StubResponse, StubServer
 
+from luna_monitoring.core.runtime import INSTANCE_OFFSET_ENV
+
 APP = Path(__file__).parent / "apps" / "delivery_app.py"
 FAILED = "monitoring: writing to"
 RECOVERED = "again after"
@@ -311,14 +313,19 @@ class TestBound:
 
 class TestInstances:
     def test_two_instances_of_one_service_lose_no_point_to_merging(
-        self, influx_db: InfluxDatabase, start_app: Callable[..., AppProcess]
+        self,
+        influx_db: InfluxDatabase,
+        start_app: Callable[..., AppProcess],
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Two processes with the same config (replicas) record at once: every point stored.
 
         Both used to stamp with residue 0, so points with equal tags in the same microsecond
         merged in InfluxDB. Each instance now draws its own offset: this fails only if the two
-        draws are equal (p = 1/1024).
+        draws are equal (p = 1/1024). The launcher (this test process) has drawn one of its
+        own, which the two must not inherit.
         """
+        monkeypatch.setenv(INSTANCE_OFFSET_ENV, f"5:{os.getpid()}")
         config = {"version": 1, "port": influx_db.server.port, "database": influx_db.name}
         apps = [start_app(flushing_period=0.2, **config) for _ in range(2)]
         rounds, per_burst = 4, 10_000

@@ -223,15 +223,20 @@ class TestInstanceOffset:
         assert os.environ[INSTANCE_OFFSET_ENV] == f"{first}:{os.getpid()}"
         assert [instance_offset() for _ in range(5)] == [first] * 5
 
-    def test_the_parents_offset_is_inherited(self, monkeypatch):
-        """A worker uses the offset its main process drew."""
+    def test_a_spawned_worker_inherits_its_parents_offset(self, monkeypatch):
+        """A server worker uses the offset its main process drew."""
         monkeypatch.setenv(INSTANCE_OFFSET_ENV, f"700:{os.getppid()}")
-        assert instance_offset() == 700
+        assert instance_offset(spawned_worker=True) == 700
 
-    def test_another_ancestors_offset_is_not_inherited(self, monkeypatch):
-        """An offset left by an unrelated process (another instance's) is replaced."""
-        monkeypatch.setenv(INSTANCE_OFFSET_ENV, "700:1")
-        drawn = [instance_offset() for _ in range(3)]
+    @pytest.mark.parametrize(
+        ("drawn_by", "spawned"), [("1", True), ("parent", False)], ids=["other", "launcher"]
+    )
+    def test_another_processs_offset_is_not_inherited(self, monkeypatch, drawn_by, spawned):
+        """An offset left by another process (the launcher of a single-process app, a test
+        runner, another instance) is replaced by a new draw."""
+        pid = os.getppid() if drawn_by == "parent" else 1
+        monkeypatch.setenv(INSTANCE_OFFSET_ENV, f"700:{pid}")
+        drawn = [instance_offset(spawned_worker=spawned) for _ in range(3)]
         assert os.environ[INSTANCE_OFFSET_ENV] == f"{drawn[0]}:{os.getpid()}"
         assert drawn == [drawn[0]] * 3
 

@@ -34,11 +34,13 @@ def draw_instance_offset() -> int:
     return offset
 
 
-def instance_offset(configured: int | str = "random") -> int:
-    """This instance's first timestamp residue: ``configured`` if an int, else the one this
-    process or its parent (the instance's main process) drew, else a new one.
+def instance_offset(configured: int | str = "random", *, spawned_worker: bool = False) -> int:
+    """This instance's first timestamp residue: ``configured`` if an int; else the one this
+    process drew before, or, for a ``spawned_worker``, the one its parent (the instance's
+    main process) drew; else a new one.
 
-    An offset inherited from any other ancestor is not used: that is another instance.
+    Any other inherited offset belongs to another instance (the process that launched this
+    one, a test runner, a supervisor) and is not used.
 
     >>> instance_offset(12)
     12
@@ -46,7 +48,8 @@ def instance_offset(configured: int | str = "random") -> int:
     if isinstance(configured, int):
         return configured
     offset, _, pid = os.environ.get(INSTANCE_OFFSET_ENV, "").partition(":")
-    if offset.isdigit() and pid in (str(os.getpid()), str(os.getppid())):
+    drawn_by = {str(os.getpid()), str(os.getppid())} if spawned_worker else {str(os.getpid())}
+    if offset.isdigit() and pid in drawn_by:
         return int(offset) % WORKER_STRIDE
     return draw_instance_offset()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from functools import partial
 
@@ -61,7 +62,9 @@ async def _start(app: Sanic) -> None:
     settings: Settings = app.ctx.monitoring_settings
     sinks = [start_plugins(app, settings), start_prometheus(app, settings)]
     writer = Writer(settings, make_storage(settings), [sink for sink in sinks if sink])
-    clock = worker_clock(offset=instance_offset(settings.instance_offset))
+    # Sanic's server workers (SANIC_WORKER_NAME set) share their main process's offset.
+    spawned = bool(os.environ.get("SANIC_WORKER_NAME"))
+    clock = worker_clock(offset=instance_offset(settings.instance_offset, spawned_worker=spawned))
     monitoring = app.ctx.monitoring = Monitoring(settings, writer, clock)
     app.ctx.monitoring_hooks.bind(monitoring.clock.now_ns, monitoring.emit)
     await writer.start()
