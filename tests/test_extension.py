@@ -217,7 +217,7 @@ class TestInstanceOffset:
         assert INSTANCE_OFFSET_ENV not in os.environ
 
     def test_drawn_once_per_process_and_kept(self, monkeypatch):
-        monkeypatch.delenv(INSTANCE_OFFSET_ENV, raising=False)
+        monkeypatch.setenv(INSTANCE_OFFSET_ENV, "")  # restored after the test
         first = instance_offset()
         assert 0 <= first < WORKER_STRIDE
         assert os.environ[INSTANCE_OFFSET_ENV] == f"{first}:{os.getpid()}"
@@ -242,6 +242,7 @@ class TestInstanceOffset:
 
     def test_draws_are_uniform_over_the_residues(self, monkeypatch):
         """Each of 1024 residues equally likely: two instances share one with p = 1/1024."""
+        monkeypatch.setenv(INSTANCE_OFFSET_ENV, "")  # restored after the test
         draws = collections.Counter(draw_instance_offset() for _ in range(20_000))
         assert set(draws) <= set(range(WORKER_STRIDE)) and len(draws) > 1000
         assert max(draws.values()) < 60  # expected 19.5 each
