@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sanic import Request, Sanic
+from sanic import Blueprint, Request, Sanic
 from sanic.response import text
 from servers import (
     InfluxDatabase,
@@ -43,7 +43,8 @@ from luna_monitoring.core.runtime import (
     worker_clock,
 )
 
-APP = Path(__file__).parent / "apps" / "requests_app.py"
+APPS = Path(__file__).parent / "apps"
+APP = APPS / "requests_app.py"
 HEADER = "LUNA-Request-Id"
 
 
@@ -404,6 +405,33 @@ class TestDecoratorOrder:
             "route runs the bare handler and records nothing; put it below: @app.post(...), "
             "then @monitored_estimation, then def sdk"
         )
+
+    @pytest.mark.parametrize("workers", [1, 2])
+    def test_wrong_order_stops_a_service_at_once_with_the_message(self, tmp_path, workers):
+        """``app.run(workers=N)``: the main process refuses (a failing worker would hang it)."""
+        env = {**os.environ, "APP_PORT": str(free_port()), "APP_WORKERS": str(workers)}
+        log_path = tmp_path / "service.log"
+        proc = spawn_app(APPS / "wrong_order_app.py", env, tmp_path, log_path)
+        service = _Service(proc, int(env["APP_PORT"]), log_path)
+        assert service.wait(30) == 1
+        assert "MonitoringConfigError: monitoring: @monitored_estimation is above @app.post" in (
+            service.log()
+        )
+
+    async def test_blueprint_route_in_the_wrong_order_is_found(self, new_app, serve_app, influx_db):
+        app = new_app()
+        app.config.MONITORING = influx_config(influx_db)
+        app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
+        bp = Blueprint(unique_name("bp"), url_prefix="/v1")
+
+        @monitored_estimation
+        @bp.post("/iso")
+        async def iso(request):
+            return text("ok")
+
+        app.blueprint(bp)
+        with pytest.raises(MonitoringConfigError, match=r"on 'iso' \(/v1/iso\)"):
+            await serve_app(app)
 
     async def test_right_order_and_reuse_of_a_bare_handler_start(
         self, new_app, serve_app, influx_db

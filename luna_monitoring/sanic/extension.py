@@ -47,6 +47,8 @@ class MonitoringExtension(Extension):
         )
         app.request_class = hooks.request_class(app.request_class)
         app.main_process_start(_draw_instance_offset)
+        # In the main process too: a worker failing its start leaves Sanic's main hanging.
+        app.main_process_start(check_decorator_order)
         app.before_server_start(check_decorator_order)
         app.before_server_start(_start)
         app.after_server_stop(_stop)
