@@ -160,7 +160,9 @@ async def stats(request: Request) -> HTTPResponse:
 
 
 async def _log_stats(app: Sanic) -> None:
+    """Log this worker's counters once (Sanic may run the stop listeners twice)."""
     monitoring = getattr(app.ctx, "monitoring", None)
-    if monitoring is not None:
+    if monitoring is not None and not getattr(app.ctx, "stats_logged", False):
+        app.ctx.stats_logged = True
         record = {"pid": os.getpid(), **monitoring.stats}
         logger.info("monitoring stats: %s", jsonlib.dumps(record, sort_keys=True))

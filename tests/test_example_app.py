@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -344,4 +346,7 @@ def test_python_m_example_app_runs_from_any_directory(tmp_path, influx_db):
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-    assert "Traceback" not in log_path.read_text(errors="replace")
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log
+    stats = [json.loads(line) for line in re.findall(r"monitoring stats: (\{.*\})", log)]
+    assert len({entry["pid"] for entry in stats}) == len(stats) == 2  # once per worker
