@@ -43,8 +43,7 @@ from luna_monitoring.core.runtime import (
     worker_clock,
 )
 
-APPS = Path(__file__).parent / "apps"
-APP = APPS / "requests_app.py"
+APP = Path(__file__).parent / "apps" / "requests_app.py"
 HEADER = "LUNA-Request-Id"
 
 
@@ -362,7 +361,9 @@ class _Service:
         return list(states.values()) == ["ACKED", "ACKED"]
 
 
-def _start_service(tmp_path: Path, monitoring: dict, workers: int, log_level: str = "") -> _Service:
+def _start_service(
+    tmp_path: Path, monitoring: dict, workers: int, log_level: str = "", wrong_order: bool = False
+) -> _Service:
     port = free_port()
     log_path = tmp_path / "service.log"
     env = {
@@ -371,6 +372,7 @@ def _start_service(tmp_path: Path, monitoring: dict, workers: int, log_level: st
         "APP_PORT": str(port),
         "APP_WORKERS": str(workers),
         "APP_LOG_LEVEL": log_level,
+        "APP_WRONG_ORDER": "1" if wrong_order else "",
     }
     return _Service(spawn_app(APP, env, tmp_path, log_path), port, log_path)
 
@@ -409,10 +411,7 @@ class TestDecoratorOrder:
     @pytest.mark.parametrize("workers", [1, 2])
     def test_wrong_order_stops_a_service_at_once_with_the_message(self, tmp_path, workers):
         """``app.run(workers=N)``: the main process refuses (a failing worker would hang it)."""
-        env = {**os.environ, "APP_PORT": str(free_port()), "APP_WORKERS": str(workers)}
-        log_path = tmp_path / "service.log"
-        proc = spawn_app(APPS / "wrong_order_app.py", env, tmp_path, log_path)
-        service = _Service(proc, int(env["APP_PORT"]), log_path)
+        service = _start_service(tmp_path, {"version": 1}, workers, wrong_order=True)
         assert service.wait(30) == 1
         assert "MonitoringConfigError: monitoring: @monitored_estimation is above @app.post" in (
             service.log()
