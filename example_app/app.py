@@ -104,6 +104,8 @@ async def _error(request: Request, exc: Exception) -> HTTPResponse:
 
 
 async def _log_stats(app: Sanic) -> None:
+    """Log this worker's counters once (Sanic may run the stop listeners twice)."""
     monitoring = getattr(app.ctx, "monitoring", None)
-    if monitoring is not None:
+    if monitoring is not None and not getattr(app.ctx, "stats_logged", False):
+        app.ctx.stats_logged = True
         logger.info("%s", stats_line(monitoring))

@@ -256,7 +256,9 @@ _PLURAL = {FACE: "faces", BODY: "bodies"}
 
 
 class LivenessGate(Protocol):
-    """Grants liveness estimations from a balance."""
+    """Grants liveness estimations from a balance; ``refused`` once it fell short."""
+
+    refused: bool
 
     def take(self, count: int) -> int: ...
 

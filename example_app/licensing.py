@@ -1,8 +1,9 @@
 """A liveness licence: a balance of liveness estimations, per worker in this example.
 
-Below the warning threshold every request that used liveness writes a ``licensing`` point
-with status ``warning``; once the balance is spent it writes ``error`` and liveness is no
-longer estimated (the rest of the request still succeeds).
+At or below the warning threshold every request that used liveness writes a ``licensing``
+point with status ``warning`` (the request that spends the last estimation too: it got its
+answer); a request refused liveness because the balance is spent writes ``error`` (the rest
+of the request still succeeds).
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ class LivenessLicense:
             self.balance -= granted
             return granted
 
-    def report(self, monitoring: Any) -> None:
-        """Write a ``licensing`` point if the balance is low or spent."""
+    def grant(self) -> LivenessGrant:
+        """What one request takes from the balance."""
+        return LivenessGrant(self)
+
+    def report(self, monitoring: Any, *, refused: bool) -> None:
+        """Write a ``licensing`` point: ``error`` if the request was ``refused`` liveness,
+        ``warning`` if the balance is at or below the threshold."""
         balance = self.balance
-        if balance <= 0:
+        if refused:
             monitoring.report_license(
                 "error",
                 liveness_balance=balance,
@@ -41,3 +47,17 @@ class LivenessLicense:
                 liveness_balance=balance,
                 warnings=[f"liveness balance is low: {balance} estimations left"],
             )
+
+
+class LivenessGrant:
+    """The liveness estimations of one request; ``refused`` once the balance fell short."""
+
+    def __init__(self, license: LivenessLicense) -> None:
+        self.license = license
+        self.refused = False
+
+    def take(self, count: int) -> int:
+        """Spend up to ``count`` from the licence; note whether any was refused."""
+        granted = self.license.take(count)
+        self.refused = self.refused or granted < count
+        return granted

@@ -80,12 +80,13 @@ class Service:
         mode = query.get("deepfake_mode", DEEPFAKE_MODES[0])
         if mode not in DEEPFAKE_MODES:
             raise LunaError(BAD_QUERY_PARAM, f"deepfake_mode must be one of {DEEPFAKE_MODES}")
-        job = Job(_estimations(query), self.license, mode, _flag(query, "aggregate", False))
+        liveness = self.license.grant()
+        job = Job(_estimations(query), liveness, mode, _flag(query, "aggregate", False))
         return await self._estimate_images(request, query, sent, job, monitoring)
 
     async def iso(self, request: Any, query: Query, sent: SentImages, monitoring: Any) -> dict:
         """Check portraits against ISO/IEC 19794-5."""
-        job = Job(ISO_CHECKS, self.license)
+        job = Job(ISO_CHECKS, self.license.grant())
         answer = await self._estimate_images(request, query, sent, job, monitoring)
         collector = current_collector()
         collector.add_usage("iso_estimator", len(answer["images"]))
@@ -99,7 +100,7 @@ class Service:
         images = await self._load(request, query, sent)
         answer = await asyncio.to_thread(run, job, images)
         if "livenessv1" in job.estimate and monitoring is not None:
-            self.license.report(monitoring)
+            self.license.report(monitoring, refused=job.liveness.refused)
         return answer
 
     async def _load(self, request: Any, query: Query, sent: SentImages) -> list[LoadedImage]:

@@ -13,9 +13,13 @@ from .core.collector import EstimationCollector, current_collector, monitored_es
 from .core.plugins import BaseRequestMonitoringPlugin
 from .core.request_points import add_request_fields, add_request_tags
 from .core.settings import MonitoringConfigError, Settings
+from .core.version import package_version
 
 if TYPE_CHECKING:
     from .sanic.extension import MonitoringExtension
+
+__version__ = package_version()
+"""This package's version: ``luna_monitoring.__version__`` -> ``'0.1.0'``."""
 
 __all__ = [
     "BaseRequestMonitoringPlugin",

@@ -65,6 +65,7 @@ __all__ = [
     "Prometheus",
     "ServerProcess",
     "VictoriaMetrics",
+    "VictoriaMetricsWithAuth",
     "free_port",
     "http_request",
     "unique_name",
@@ -948,3 +949,11 @@ class ClickHouseCluster:
         """Close both servers."""
         for node in self.nodes:
             node.close()
+
+
+class VictoriaMetricsWithAuth(VictoriaMetrics):
+    """VictoriaMetrics behind HTTP basic auth (user ``luna``, password ``right``): any other
+    credentials get ``401`` with a body that is not JSON (``/health`` stays open)."""
+
+    def _command(self) -> list[str]:
+        return [*super()._command(), "-httpAuth.username=luna", "-httpAuth.password=right"]

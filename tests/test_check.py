@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from servers import free_port, unique_name
+from servers import VictoriaMetricsWithAuth, free_port, unique_name
 from stub_server import StubResponse, StubServer
 
 from luna_monitoring.cli.check import CHECK_SERIES, run_check
@@ -18,12 +20,15 @@ PASSWORD = "pa55-w0rd"
 
 @pytest.fixture
 def check_file(tmp_path: Path) -> Callable[..., tuple[bool, str]]:
-    """``check_file(**monitoring)`` -> ``run_check`` of a JSON file holding that config."""
+    """``check_file(dry_run_only=False, timeout_s=None, **monitoring)`` -> ``run_check`` of
+    a JSON file holding that config."""
 
-    def run(**monitoring: object) -> tuple[bool, str]:
+    def run(
+        dry_run_only: bool = False, timeout_s: float | None = None, **monitoring: object
+    ) -> tuple[bool, str]:
         path = tmp_path / "monitoring.json"
         path.write_text(json.dumps(monitoring))
-        return run_check(str(path))
+        return run_check(str(path), dry_run_only=dry_run_only, timeout_s=timeout_s)
 
     return run
 
@@ -122,7 +127,8 @@ class TestServerFailures:
             (
                 2,
                 404,
-                "FAIL: bucket 'b' or organization '' not found (404): bucket \"b\" not found",
+                "FAIL: bucket 'b' or organization '' not found (404): create the bucket, "
+                "check the organization",
             ),
             (2, 500, 'FAIL: InfluxDB answered 500: bucket "b" not found'),
         ],
@@ -173,3 +179,94 @@ class TestConfigFailures:
             False,
             "FAIL: bad config: LUNA_MONITORING_PORT: expected an integer, got 'eighty'",
         )
+
+
+class TestDryRun:
+    """``--dry-run``: reach the server and have the credentials accepted; write nothing."""
+
+    def test_v1_names_database_and_retention_policy_and_writes_nothing(self, check_file, influx_db):
+        influx_db.server.execute(
+            f'CREATE RETENTION POLICY "week" ON "{influx_db.name}" DURATION 7d REPLICATION 1'
+        )
+        config = {"version": 1, "port": influx_db.server.port, "database": influx_db.name}
+        ok, line = check_file(dry_run_only=True, retention_policy="week", **config)
+        assert (ok, line) == (
+            True,
+            f"OK: reached InfluxDB v1 at http://127.0.0.1:{influx_db.server.port}, database "
+            f"'{influx_db.name}' (InfluxDB 1.6.7~rc0): credentials accepted, database "
+            f"'{influx_db.name}' with retention policy 'week' exists; nothing written",
+        )
+        assert influx_db.query("SHOW MEASUREMENTS") == []
+
+    @pytest.mark.parametrize(
+        ("config", "expected"),
+        [
+            ({"database": "nope"}, "database 'nope' not found (404): create it first"),
+            (
+                {"retention_policy": "nope"},
+                "retention policy 'nope' not found on database '{db}' (500): create it, or "
+                "leave retention_policy empty",
+            ),
+        ],
+    )
+    def test_v1_missing_database_or_retention_policy(self, check_file, influx_db, config, expected):
+        base = {"version": 1, "port": influx_db.server.port, "database": influx_db.name}
+        ok, line = check_file(dry_run_only=True, **(base | config))
+        assert (ok, line) == (False, "FAIL: " + expected.format(db=influx_db.name))
+
+    def test_v2_against_influxdb_before_1_8(self, check_file, influxdb):
+        ok, line = check_file(dry_run_only=True, port=influxdb.port, token=TOKEN)
+        assert (ok, line) == (
+            False,
+            f"FAIL: no /api/v2/write at http://127.0.0.1:{influxdb.port} (404): "
+            "for InfluxDB 1.x before 1.8 use version 1",
+        )
+
+    def test_v2_without_a_bucket_api_is_reached_only(self, check_file, victoria):
+        service = unique_name("dry")
+        ok, line = check_file(dry_run_only=True, port=victoria.port, service=service)
+        assert (ok, line) == (
+            True,
+            f"OK: reached InfluxDB v2 at http://127.0.0.1:{victoria.port}, bucket "
+            "'luna_monitoring': it has no bucket API (VictoriaMetrics, InfluxDB 1.8), so token "
+            "and bucket are not checked; nothing written (check without --dry-run writes one "
+            "point)",
+        )
+        assert victoria.export(f'{{service="{service}"}}') == []
+
+    @pytest.mark.parametrize(
+        ("config", "expected"),
+        [
+            (
+                {"version": 1, "username": "luna", "password": PASSWORD},
+                "authentication failed (401): check the username/password",
+            ),
+            ({"version": 2, "token": TOKEN}, "authentication failed (401): check the token"),
+        ],
+    )
+    def test_refused_credentials(self, check_file, config, expected):
+        with VictoriaMetricsWithAuth() as guarded:
+            ok, line = check_file(dry_run_only=True, port=guarded.port, **config)
+        assert (ok, line) == (False, "FAIL: " + expected)
+
+    def test_unreachable(self, check_file):
+        port = free_port()
+        ok, line = check_file(dry_run_only=True, version=1, port=port, password=PASSWORD)
+        assert not ok and line.startswith(f"FAIL: cannot reach http://127.0.0.1:{port}: ")
+        assert PASSWORD not in line
+
+
+class TestTimeout:
+    @pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "write"])
+    def test_timeout_bounds_a_black_hole(self, check_file, dry):
+        """``--timeout 0.3`` instead of write_timeout_s (10 s) against a silent server."""
+        with socket.create_server(("127.0.0.1", 0)) as black_hole:
+            port = black_hole.getsockname()[1]
+            began = time.monotonic()
+            ok, line = check_file(dry_run_only=dry, timeout_s=0.3, version=1, port=port)
+            elapsed = time.monotonic() - began
+        assert (ok, line) == (
+            False,
+            f"FAIL: cannot reach http://127.0.0.1:{port}: no answer within 0.3 s",
+        )
+        assert elapsed < 2

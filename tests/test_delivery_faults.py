@@ -30,6 +30,8 @@ from servers import (
 )
 from stub_server import RecordedRequest, StubResponse, StubServer
 
+from luna_monitoring.core.runtime import INSTANCE_OFFSET_ENV
+
 APP = Path(__file__).parent / "apps" / "delivery_app.py"
 FAILED = "monitoring: writing to"
 RECOVERED = "again after"
@@ -307,6 +309,39 @@ class TestBound:
         assert stats["points_written"] == 0
         assert app.rss_mib() - rss_before < 5
         assert app.log_count("buffer full") >= 1
+
+
+class TestInstances:
+    def test_two_instances_of_one_service_lose_no_point_to_merging(
+        self,
+        influx_db: InfluxDatabase,
+        start_app: Callable[..., AppProcess],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Two processes with the same config (replicas) record at once: every point stored.
+
+        Both used to stamp with residue 0, so points with equal tags in the same microsecond
+        merged in InfluxDB. Each instance now draws its own offset: this fails only if the two
+        draws are equal (p = 1/1024). The launcher (this test process) has drawn one of its
+        own, which the two must not inherit.
+        """
+        monkeypatch.setenv(INSTANCE_OFFSET_ENV, f"5:{os.getpid()}")
+        config = {"version": 1, "port": influx_db.server.port, "database": influx_db.name}
+        apps = [start_app(flushing_period=0.2, **config) for _ in range(2)]
+        rounds, per_burst = 4, 10_000
+
+        def bursts(app: AppProcess) -> None:
+            for _ in range(rounds):
+                app.get(f"/burst?n={per_burst}")
+
+        threads = [threading.Thread(target=bursts, args=(app,)) for app in apps]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        expected = 2 * rounds * per_burst
+        wait_until(lambda: sum(app.stats()["points_written"] for app in apps) == expected, 60)
+        assert influx_db.count("requests") == expected
 
 
 class TestShutdown:

@@ -74,6 +74,18 @@ class TestParsing:
         for key in Settings.__dataclass_fields__:
             assert env_name(key) == "LUNA_MONITORING_" + key.upper()
 
+    def test_instance_offset_variable(self):
+        """A number or ``random``, as in the config."""
+        assert config_from_env({"LUNA_MONITORING_INSTANCE_OFFSET": "12"}) == {"instance_offset": 12}
+        random = config_from_env({"LUNA_MONITORING_INSTANCE_OFFSET": "random"})
+        assert Settings.from_config(random).instance_offset == "random"
+
+    def test_url_variable(self):
+        """LUNA_MONITORING_URL sets the whole address, IPv6 included."""
+        config = config_from_env({"LUNA_MONITORING_URL": "http://[::1]:8087/influx"})
+        assert config == {"url": "http://[::1]:8087/influx"}
+        assert Settings.from_config(config).url == "http://[::1]:8087/influx"
+
 
 class TestErrors:
     def test_unknown_variable_is_named(self):
@@ -88,7 +100,7 @@ class TestErrors:
         ("name", "expected"),
         [
             ("LUNA_MONITORING_PORT", "an integer"),
-            ("LUNA_MONITORING_USE_SSL", "a boolean (1/0, true/false)"),
+            ("LUNA_MONITORING_USE_SSL", "a boolean (1/0, true/false, yes/no, on/off)"),
             ("LUNA_MONITORING_FLUSHING_PERIOD", "a number"),
             ("LUNA_MONITORING_PLUGINS", "JSON"),
         ],

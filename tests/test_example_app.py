@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,7 +20,7 @@ import pytest
 from apps.equivalent import monitoring_of
 from PIL import Image, ImageDraw
 from sanic import Sanic
-from servers import unique_name
+from servers import free_port, http_request, unique_name, wait_until
 
 from example_app.aiohttp_app import create_app as create_aiohttp_app
 from example_app.app import STATS_ROUTES, Options, create_app
@@ -190,7 +196,7 @@ class TestEstimators:
 
 class TestLicensing:
     async def test_balance_runs_out(self, service):
-        """Below the threshold: warning points; at zero: error points and no liveness."""
+        """At or below the threshold: warnings; refused liveness (balance spent): errors."""
         svc = await service(liveness_balance=2, liveness_warning_threshold=1)
         body = image_bytes(400, 300)  # one face
         answers = []
@@ -206,11 +212,12 @@ class TestLicensing:
         rows = await svc.rows("licensing", 3)
         assert [(r["license_status"], r["liveness_balance"]) for r in rows] == [
             ("warning", 1),
-            ("error", 0),
+            ("warning", 0),  # this request spent the last estimation and got its answer
             ("error", 0),
         ]
         assert rows[0]["warnings"] == '["liveness balance is low: 1 estimations left"]'
-        assert rows[1]["errors"] == '["liveness balance is exhausted: liveness is not estimated"]'
+        assert rows[1]["warnings"] == '["liveness balance is low: 0 estimations left"]'
+        assert rows[2]["errors"] == '["liveness balance is exhausted: liveness is not estimated"]'
         assert len(await svc.rows("livenessv1", 2)) == 2
 
 
@@ -306,3 +313,51 @@ class TestConfig:
         assert (options.port, options.host, options.workers) == (9000, "::1", 1)
         with pytest.raises(ValueError, match=r"^LUNA_EXAMPLE_WORKERS: expected an integer"):
             Options.from_env({"LUNA_EXAMPLE_WORKERS": "two"})
+
+
+def test_python_m_example_app_runs_from_any_directory(tmp_path, influx_db):
+    """``python -m example_app`` outside the checkout, with 2 workers: it serves and writes."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("LUNA_", "PYTHONPATH"))},
+        "LUNA_MONITORING_VERSION": "1",
+        "LUNA_MONITORING_PORT": str(influx_db.server.port),
+        "LUNA_MONITORING_DATABASE": influx_db.name,
+        "LUNA_MONITORING_FLUSHING_PERIOD": "0.1",
+        "LUNA_EXAMPLE_PORT": str(port),
+        "LUNA_EXAMPLE_WORKERS": "2",
+    }
+    log_path = tmp_path / "example.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "example_app"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: http_request("GET", f"http://127.0.0.1:{port}/version").status == 200,
+            timeout=60,
+            ignore=(OSError,),
+        )
+        wait_until(lambda: influx_db.count("requests") >= 1, timeout=30)
+        # Stopping before both workers are up trips a Sanic race (a BrokenPipeError).
+        wait_until(lambda: log_path.read_text().count("INFO: Worker ready") >= 2, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            wait_until(lambda: log_path.read_text().count("INFO: Worker complete") == 2, 60)
+            proc.wait(10)  # Sanic 25.12's main process sometimes hangs after its workers
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    log = log_path.read_text(errors="replace")
+    assert "Traceback" not in log
+    stats = [json.loads(line) for line in re.findall(r"monitoring stats: (\{.*\})", log)]
+    assert len({entry["pid"] for entry in stats}) == len(stats) == 2  # once per worker

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
+import zipfile
+from importlib import metadata
+from pathlib import Path
 
+import luna_monitoring
 from luna_monitoring.cli.reference import config_table
 from luna_monitoring.core.schema import SERIES, series_table
 from luna_monitoring.core.settings import config_reference
+from luna_monitoring.core.version import package_version
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,3 +86,101 @@ def test_usage_error():
     result = cli()
     assert result.returncode == 2
     assert "usage: python -m luna_monitoring" in result.stderr
+
+
+def test_series_with_a_config_lists_its_custom_series(tmp_path):
+    """``series monitoring.json`` adds the config's custom series after the built-in ones."""
+    path = tmp_path / "monitoring.json"
+    path.write_text(
+        '{"MONITORING": {"custom_series": {"cache_lookup": {"description": "cache lookups", '
+        '"tags": ["cache"], "fields": {"hits": "int", "latency": "float"}}}}}'
+    )
+    result = cli("series", str(path))
+    assert result.returncode == 0
+    assert result.stdout.startswith(series_table())
+    assert result.stdout[len(series_table()) :] == (
+        "| `cache_lookup` | cache lookups | `cache` | `hits` int, `latency` float |\n"
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"custom_series": {"requests": {"fields": {"a": "int"}}}}')
+    failed = cli("series", str(bad))
+    assert failed.returncode == 1
+    assert failed.stderr == (
+        "FAIL: MONITORING['custom_series']: expected names other than the built-in series, "
+        "got 'requests'\n"
+    )
+
+
+def test_version_option_and_attribute():
+    """``--version`` and ``luna_monitoring.__version__`` give the installed version."""
+    installed = metadata.version("luna-monitoring")
+    assert luna_monitoring.__version__ == installed
+    result = cli("--version")
+    assert (result.returncode, result.stdout) == (0, f"luna-monitoring {installed}\n")
+
+
+def test_version_of_a_source_checkout_comes_from_pyproject(monkeypatch):
+    """Not installed (a checkout on ``sys.path``): the version in ``pyproject.toml``."""
+
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert package_version() == pyproject["project"]["version"]
+
+
+def test_help_is_plain_text():
+    """No reST markup (double backticks, roles) in ``--help`` of the program or a command."""
+    for args in (["--help"], ["check", "--help"], ["series", "--help"]):
+        result = cli(*args)
+        assert result.returncode == 0 and result.stdout.startswith("usage: ")
+        assert "``" not in result.stdout and ":data:" not in result.stdout
+
+
+def test_check_dry_run_with_timeout_on_the_command_line(tmp_path, influx_db):
+    """``check --dry-run --timeout 5 FILE``: one OK line, exit 0, nothing written."""
+    path = tmp_path / "monitoring.json"
+    config = {"version": 1, "port": influx_db.server.port, "database": influx_db.name}
+    path.write_text(json.dumps(config))
+    result = cli("check", "--dry-run", "--timeout", "5", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.endswith(
+        f": credentials accepted, database '{influx_db.name}' exists; nothing written\n"
+    )
+    assert influx_db.query("SHOW MEASUREMENTS") == []
+    bad = cli("check", "--timeout", "0", str(path))
+    assert bad.returncode == 2 and "--timeout: expected seconds > 0, got '0'" in bad.stderr
+
+
+def test_wheel_builds_without_a_license_deprecation_warning(tmp_path):
+    """The SPDX ``license`` needs setuptools >= 77, which the build requires."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["build-system"]["requires"] == ["setuptools>=77"]
+    assert int(metadata.version("setuptools").split(".")[0]) >= 77
+    source = tmp_path / "source"  # setuptools leaves build/ beside the sources
+    shutil.copytree(ROOT / "luna_monitoring", source / "luna_monitoring")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "deprecated" not in built.stdout + built.stderr
+    [wheel] = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        assert "License-Expression: MIT" in archive.read(name).decode().splitlines()

@@ -18,6 +18,7 @@ from test_prometheus import MetricsApp
 
 from example_app.plugins import JsonLinesPlugin
 from luna_monitoring import BaseRequestMonitoringPlugin, MonitoringConfigError
+from luna_monitoring.core.logs import worker_label
 from luna_monitoring.core.plugins import PluginRunner, load_plugins
 from luna_monitoring.core.point import Point
 from luna_monitoring.core.settings import Settings
@@ -133,8 +134,9 @@ async def delivered(runner: PluginRunner, cls: type, n: int) -> list[Point]:
 
 
 class TestLoading:
-    def test_class_and_path_resolve_to_the_class(self):
-        assert load_plugins([Recorder, "test_plugins:Recorder"]) == (Recorder, Recorder)
+    def test_class_and_path_resolve_to_the_class_loaded_once(self):
+        """A class given as itself and as its path is one plugin."""
+        assert load_plugins([Recorder, "test_plugins:Recorder"]) == (Recorder,)
 
     @pytest.mark.parametrize(
         ("spec", "message"),
@@ -151,6 +153,15 @@ class TestLoading:
     def test_bad_plugin_is_named(self, spec, message):
         with pytest.raises(MonitoringConfigError, match=message.replace("(", r"\(")):
             load_plugins([spec])
+
+    def test_path_without_a_colon_names_the_form(self):
+        """``myplugin.CountingPlugin`` is not imported as a module: the message shows the form."""
+        with pytest.raises(MonitoringConfigError) as info:
+            load_plugins(["myplugin.CountingPlugin"])
+        assert str(info.value) == (
+            "monitoring plugin 'myplugin.CountingPlugin': expected \"package.module:ClassName\", "
+            "a colon before the class name (e.g. myplugin:CountingPlugin)"
+        )
 
 
 class TestDelivery:
@@ -176,7 +187,10 @@ class TestDelivery:
         assert runner.stats["plugin_errors"] == 50
         logged = [r for r in caplog.records if "test_plugins:Raising" in r.getMessage()]
         assert len(logged) == 1
-        assert "flush_point_to_monitoring raised" in logged[0].getMessage()
+        assert logged[0].getMessage() == (
+            f"monitoring plugin test_plugins:Raising: flush_point_to_monitoring raised "
+            f"[{worker_label()}]"
+        )  # the first message: nothing held back to mention
         assert "plugin bug at 0" in str(logged[0].exc_info[1])
 
     async def test_hanging_plugin_times_out_without_delaying_others(self):
@@ -315,6 +329,15 @@ class TestWithServer:
     def test_bad_plugin_fails_at_startup_naming_it(self, make_app, passed, configured, named):
         with pytest.raises(MonitoringConfigError, match=f"monitoring plugin '{named}"):
             make_app(extension_plugins=passed, plugins=configured)
+
+    async def test_a_plugin_in_config_and_extension_runs_once(self, make_app, serve_app):
+        """Given twice (config and ``MonitoringExtension(plugins=...)``): one instance."""
+        app = make_app(extension_plugins=(Recorder,), plugins=["test_plugins:Recorder"])
+        await serve_app(app)
+        app.ctx.monitoring.record("licensing", tags={"license_status": "warning"})
+        [plugin] = await until(lambda: app.ctx.monitoring_plugins.plugins)
+        await until(lambda: len(plugin.points) == 1)
+        assert app.ctx.monitoring_plugin_classes == (Recorder,)
 
 
 class TestPerWorker:

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import luna_monitoring
 import luna_monitoring.aiohttp
 from example_app.app import ENV_PREFIX, Options
 from luna_monitoring.core.envconfig import config_from_env
+from luna_monitoring.core.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TEXT = README.read_text()
@@ -101,6 +103,18 @@ class TestContent:
         names = set(re.findall(r"\bLUNA_MONITORING_[A-Z_]+[A-Z]\b", TEXT))
         assert len(names) >= 9
         config_from_env(dict.fromkeys(names, "1"))  # raises for a name it does not know
+
+    def test_every_dependency_is_listed(self):
+        """The Install section names every dependency of pyproject.toml."""
+        project = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]
+        install = TEXT[TEXT.index("## Install") : TEXT.index("## Quick start")]
+        for requirement in project["dependencies"]:
+            name = re.split(r"[\[<>=]", requirement)[0]
+            assert f"`{name}" in install, name
+
+    def test_metrics_content_type_is_quoted_exactly(self):
+        """The Prometheus section quotes the content type /metrics sends."""
+        assert f"(`{PROMETHEUS_CONTENT_TYPE}`)" in TEXT.replace("\n", " ")
 
     def test_example_variables_are_documented(self):
         """Every LUNA_EXAMPLE_* option of example_app is in its table, with its default."""

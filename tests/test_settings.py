@@ -139,10 +139,12 @@ class TestErrors:
         """Callers may catch ValueError."""
         assert issubclass(MonitoringConfigError, ValueError)
 
-    def test_not_a_mapping(self):
-        """MONITORING must be a dict."""
-        with pytest.raises(MonitoringConfigError, match="expected a dict, got 'list'"):
-            Settings.from_config([])  # type: ignore[arg-type]
+    @pytest.mark.parametrize(("value", "kind"), [([], "list"), ("not a dict", "str")])
+    def test_not_a_mapping(self, value, kind):
+        """MONITORING must be a dict; the message names it once and shows only the type."""
+        with pytest.raises(MonitoringConfigError) as info:
+            Settings.from_config(value)  # type: ignore[arg-type]
+        assert str(info.value) == f"MONITORING: expected a dict of settings, got {kind}"
 
 
 class TestSecrets:
@@ -193,3 +195,160 @@ def test_docstring_examples_run():
     from luna_monitoring.core import settings
 
     assert doctest.testmod(settings).failed == 0
+
+
+class TestAddress:
+    """``url`` as an alternative to host/port/use_ssl; hosts that hold more than a host."""
+
+    @pytest.mark.parametrize(
+        ("url", "host", "port", "use_ssl", "base"),
+        [
+            ("http://127.0.0.1:8086", "127.0.0.1", 8086, False, "http://127.0.0.1:8086"),
+            ("https://influx.example.com", "influx.example.com", 443, True, None),
+            ("http://db.local", "db.local", 80, False, "http://db.local:80"),
+            ("https://proxy.example/influx/", "proxy.example", 443, True, None),
+            ("http://[::1]:8086", "::1", 8086, False, "http://[::1]:8086"),
+            ("HTTP://DB.Local:9/a/b", "db.local", 9, False, "http://db.local:9/a/b"),
+        ],
+    )
+    def test_url_sets_host_port_use_ssl_and_path_prefix(self, url, host, port, use_ssl, base):
+        """The parts of ``url`` become host, port and use_ssl; its path is kept as a prefix."""
+        s = Settings.from_config({"url": url})
+        assert (s.host, s.port, s.use_ssl) == (host, port, use_ssl)
+        expected = base or f"https://{host}:443" + url.split(host, 1)[1].rstrip("/")
+        assert s.url == expected
+        assert s.target == f"InfluxDB v2 at {expected}, bucket 'luna_monitoring'"
+
+    @pytest.mark.parametrize("host", ["::1", "[::1]", "fe80::1", "2001:db8::8"])
+    def test_ipv6_host_is_bracketed_in_the_url(self, host):
+        """``host: "::1"`` gives ``http://[::1]:8086``, not the unparsable ``http://::1:8086``."""
+        s = Settings.from_config({"host": host})
+        bare = host.strip("[]")
+        assert (s.host, s.url) == (bare, f"http://[{bare}]:8086")
+
+    @pytest.mark.parametrize(
+        "host",
+        [
+            "http://127.0.0.1",
+            "https://influx.example.com",
+            "127.0.0.1:58837",
+            "influx.example.com:8086",
+            "[::1]:8086",
+            "influx.example.com/prefix",
+            "user@influx",
+            "two words",
+            "",
+        ],
+    )
+    def test_host_with_scheme_port_or_path_is_rejected_naming_url(self, host):
+        """A scheme or port in ``host`` fails at once, in one line that names ``url``."""
+        with pytest.raises(MonitoringConfigError) as info:
+            Settings.from_config({"host": host})
+        message = str(info.value)
+        assert message == (
+            "MONITORING['host']: expected a host name or IP address without scheme, port or "
+            "path (for a full address use 'url', e.g. 'url': 'http://127.0.0.1:8086'), "
+            f"got {host!r}"
+        )
+        assert "\n" not in message
+
+    @pytest.mark.parametrize(
+        "url",
+        ["127.0.0.1:8086", "influx", "ftp://influx", "http://", "http://h:0", "http://h:99999"],
+    )
+    def test_bad_url_is_rejected(self, url):
+        """Only http(s) URLs with a host are accepted."""
+        with pytest.raises(MonitoringConfigError, match=r"^MONITORING\['url'\]: expected an http"):
+            Settings.from_config({"url": url})
+
+    def test_url_with_query_is_rejected(self):
+        """A query string would be lost; it is refused."""
+        with pytest.raises(MonitoringConfigError, match="without query or fragment"):
+            Settings.from_config({"url": "http://h:1/p?db=x"})
+
+    def test_credentials_in_url_are_rejected_and_not_shown(self):
+        """``http://user:secret@host`` is refused without showing the password."""
+        with pytest.raises(MonitoringConfigError) as info:
+            Settings.from_config({"url": f"http://admin:{SECRET}@influx:8086"})
+        assert SECRET not in str(info.value) and "username/password" in str(info.value)
+
+    @pytest.mark.parametrize("key", ["host", "port", "use_ssl"])
+    def test_url_and_host_port_or_use_ssl_together_is_an_error(self, key):
+        """Two addresses at once: which one was meant is not guessed."""
+        other = {"host": "db", "port": 8086, "use_ssl": True}[key]
+        with pytest.raises(MonitoringConfigError) as info:
+            Settings.from_config({"url": "http://db:8086", key: other})
+        assert str(info.value) == (
+            f"MONITORING: 'url' and {key!r} both given; give either 'url' or host/port/use_ssl"
+        )
+
+
+class TestInstanceOffset:
+    @pytest.mark.parametrize("value", ["random", 0, 1023])
+    def test_accepted(self, value):
+        assert Settings.from_config({"instance_offset": value}).instance_offset == value
+
+    @pytest.mark.parametrize("value", [-1, 1024, "7", "auto", 1.0, True])
+    def test_rejected(self, value):
+        with pytest.raises(MonitoringConfigError, match=r"^MONITORING\['instance_offset'\]"):
+            Settings.from_config({"instance_offset": value})
+
+
+class TestCustomSeries:
+    def test_declared_series_get_typed_fields_and_required_tags(self):
+        s = Settings.from_config(
+            {
+                "custom_series": {
+                    "cache": {"tags": ["kind"], "fields": {"hits": "int", "r": "float"}}
+                }
+            }
+        )
+        [series] = s.custom_series.values()
+        assert (series.name, series.tags, dict(series.fields)) == (
+            "cache",
+            ("kind",),
+            {"hits": int, "r": float},
+        )
+        assert series.description == "your own points (custom_series)"
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            ([], "MONITORING['custom_series']: expected a dict of series name to "),
+            (
+                {"requests": {"fields": {"a": "int"}}},
+                "MONITORING['custom_series']: expected names other than the built-in series, "
+                "got 'requests'",
+            ),
+            (
+                {"x y": {"fields": {"a": "int"}}},
+                "MONITORING['custom_series']: expected names matching",
+            ),
+            ({"x": {"fields": {}}}, "MONITORING['custom_series.x.fields']: expected a non-empty"),
+            (
+                {"x": {"fields": {"a": "bool"}}},
+                'MONITORING[\'custom_series.x.fields.a\']: expected "int", "float" or "str", '
+                "got 'bool'",
+            ),
+            (
+                {"x": {"tags": ["a"], "fields": {"a": "int"}}},
+                "MONITORING['custom_series.x']: expected tag and field names used once, got ['a']",
+            ),
+            (
+                {"x": {"tags": ["service"], "fields": {"a": "int"}}},
+                "MONITORING['custom_series.x.tags']: expected names matching",
+            ),
+            (
+                {"x": {"fields": {"a": "int"}, "taggs": []}},
+                "MONITORING['custom_series.x']: expected a dict with \"fields\" and optionally",
+            ),
+            (
+                {"x": {"fields": {"a\nb": "int"}}},
+                "MONITORING['custom_series.x.fields']: expected names matching",
+            ),
+        ],
+    )
+    def test_invalid_declarations_are_named(self, value, message):
+        with pytest.raises(MonitoringConfigError) as info:
+            Settings.from_config({"custom_series": value})
+        assert str(info.value).startswith(message)

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
+import socket
+import subprocess
+import sys
 import time
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import InfluxDatabase, VictoriaMetrics, free_port, unique_name
+from reverse_proxy import ReverseProxy
+from servers import (
+    InfluxDatabase,
+    VictoriaMetrics,
+    VictoriaMetricsWithAuth,
+    free_port,
+    unique_name,
+)
 from stub_server import StubResponse, StubServer
 
 from luna_monitoring.core.settings import Settings
@@ -26,6 +38,7 @@ from luna_monitoring.storages.influx_v2 import InfluxV2Storage
 
 TOKEN = "tok-SECRET-1234"
 PASSWORD = "pw-SECRET-5678"
+APPS = Path(__file__).parent / "apps"
 BASIC = base64.b64encode(f"luna:{PASSWORD}".encode()).decode()
 
 
@@ -227,3 +240,77 @@ class TestServerMessage:
 def test_redactor_hides_every_secret_and_ignores_empty() -> None:
     redact = redactor("abc", "", "abcdef")
     assert redact("abcdef and abc") == "<hidden> and <hidden>"
+
+
+class TestUrl:
+    """``url``: an InfluxDB behind a reverse proxy under a path prefix, over IPv6."""
+
+    async def test_v1_through_a_prefix_on_ipv6(self, influx_db: InfluxDatabase) -> None:
+        """``url: http://[::1]:PORT/influx`` writes via ``/influx/write`` into InfluxDB 1.x."""
+        with ReverseProxy(influx_db.server.url, "/influx") as proxy:
+            config = {"version": 1, "url": proxy.url, "database": influx_db.name}
+            await write(make_storage(settings(**config)), b"m x=1i 1700000000000000001")
+        assert proxy.paths == ["/influx/write"]
+        assert influx_db.query("SELECT * FROM m") == [{"time": 1700000000000000001, "x": 1}]
+
+    async def test_v2_through_a_prefix_on_ipv6(self, victoria: VictoriaMetrics) -> None:
+        """influxdb-client keeps the prefix: ``/vm/api/v2/write`` reaches VictoriaMetrics."""
+        name = unique_name("url")
+        with ReverseProxy(victoria.url, "/vm") as proxy:
+            storage = make_storage(settings(url=proxy.url + "/", gzip=True))
+            await write(storage, f"{name},host=a x=7i 1700000000000000000".encode())
+        assert proxy.paths == ["/vm/api/v2/write"]
+        [series] = victoria.export(f'{{__name__="{name}_x"}}')
+        assert series["values"] == [7]
+
+    async def test_ipv6_host_key(self, influx_db: InfluxDatabase) -> None:
+        """``host: "::1"`` (no brackets) works: the URL is built as ``http://[::1]:PORT``."""
+        with ReverseProxy(influx_db.server.url, "") as proxy:
+            config = {"version": 1, "host": "::1", "port": proxy.port, "database": influx_db.name}
+            await write(make_storage(settings(**config)), b"m y=2i 1700000000000000002")
+        assert influx_db.query("SELECT y FROM m") == [{"time": 1700000000000000002, "y": 2}]
+
+
+def test_root_logger_untouched_by_every_failure_mode(influx_db: InfluxDatabase) -> None:
+    """No failure of either storage configures logging: the root logger keeps no handler.
+
+    influxdb-client logs a non-JSON error body with ``logging.debug`` on the root logger,
+    which would install Python's default handler (every Sanic line then printed twice).
+    Each mode is a real server's answer, run in a fresh process (pytest owns the root
+    logger of this one).
+    """
+    server = influx_db.server
+    v1 = {"version": 1, "port": server.port, "database": influx_db.name, "write_timeout_s": 1}
+    too_long = "m,t=" + "a" * 300_000 + " x=1i 1"
+    with (
+        VictoriaMetricsWithAuth() as guarded,
+        ReverseProxy(f"http://127.0.0.1:{free_port()}", "", host="127.0.0.1") as dead,
+        socket.create_server(("127.0.0.1", 0)) as black_hole,  # listens, never answers
+        VictoriaMetrics() as victoria,
+    ):
+        silent = {"port": black_hole.getsockname()[1], "write_timeout_s": 0.5}
+        cases = [
+            ({**v1, "port": guarded.port, "username": "luna", "password": "wrong"}, "m x=1i 1"),
+            ({**v1, "database": "missing"}, "m x=1i 1"),
+            ({**v1, "retention_policy": "missing"}, "m x=1i 1"),
+            ({**v1, "port": free_port()}, "m x=1i 1"),
+            ({**v1, **silent}, "m x=1i 1"),
+            (v1, "m x=oops 1"),
+            ({"port": guarded.port, "token": "luna:wrong"}, "m x=1i 1"),
+            ({"port": server.port}, "m x=1i 1"),
+            ({"port": dead.port}, "m x=1i 1"),
+            ({"port": free_port()}, "m x=1i 1"),
+            (silent, "m x=1i 1"),
+            ({"port": victoria.port}, too_long),
+        ]
+        done = subprocess.run(
+            [sys.executable, str(APPS / "failure_modes.py")],
+            input=json.dumps(cases),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    report = json.loads(done.stdout)
+    assert report["statuses"] == [401, 404, 500, None, None, 400, 401, 404, 500, None, None, 400]
+    assert report["root_handlers"] == 0

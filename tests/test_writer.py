@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from stub_server import (
     throttled,
 )
 
+from luna_monitoring.core.logs import worker_label
 from luna_monitoring.core.point import Point
 from luna_monitoring.core.settings import Settings
 from luna_monitoring.core.writer import BACKOFF_BASE_S, Writer, backoff_s, is_retried
@@ -249,7 +251,7 @@ class TestRetries:
         assert [r.getMessage() for r in errors] == [
             f"monitoring: InfluxDB v2 at http://127.0.0.1:{stub.port}, bucket 'luna_monitoring' "
             "refused the credentials (HTTP 401: unauthorized access): check token, or username "
-            "and password; points stay buffered and writes are retried"
+            f"and password; points stay buffered and writes are retried [{worker_label()}]"
         ]
         assert writer.stats["points_buffered"] == 10
         stub.responder = StubResponse(204)
@@ -269,7 +271,7 @@ class TestRetries:
         assert retries >= 10
         recovered = [r.getMessage() for r in caplog.records if "again after" in r.getMessage()]
         assert len(recovered) == 1
-        assert recovered[0].endswith(f" s, {retries} retries")
+        assert recovered[0].endswith(f" s, {retries} retries [{worker_label()}]")
         assert len(writes_failed(caplog)) == 1
 
     async def test_unexpected_storage_error_is_retried_without_its_text(
@@ -393,6 +395,31 @@ class TestFlushAndStop:
         await writer.stop()
         assert numbers(stub.writes) == list(range(10))
 
+    async def test_stop_twice_at_once_logs_the_loss_once(
+        self, make_writer: MakeWriter, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Stop listeners run twice (Ctrl-C, then the main process's stop): one summary."""
+        writer = await make_writer(port=free_port(), shutdown_timeout_s=0.3)
+        feed(writer, points(5))
+        await asyncio.gather(writer.stop(), writer.stop())
+        await writer.stop()
+        lost = [
+            r.getMessage() for r in caplog.records if "could not be delivered" in r.getMessage()
+        ]
+        assert len(lost) == 1 and lost[0].startswith("monitoring: 5 points could not be delivered")
+
+    async def test_start_logs_where_points_go_once(
+        self, make_writer: MakeWriter, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """One INFO line at start: target, flushing period, batch size, bound, gzip."""
+        caplog.set_level(logging.INFO, logger="luna_monitoring")
+        await make_writer(version=1, port=8087, database="db", batch_size=100, gzip=True)
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+            "monitoring: points go to InfluxDB v1 at http://127.0.0.1:8087, database 'db' every "
+            "flushing_period=0.05 s in batches of at most batch_size=100, holding at most "
+            f"max_buffer_points=100000, gzip on [{worker_label()}]"
+        ]
+
     @pytest.mark.parametrize("hung", [False, True], ids=["refused", "hung"])
     async def test_stop_is_bounded_and_logs_undelivered(
         self, make_writer: MakeWriter, caplog: pytest.LogCaptureFixture, hung: bool
@@ -407,3 +434,91 @@ class TestFlushAndStop:
         assert 0.4 <= elapsed < 0.9
         assert writer.stats["points_buffered"] == 42
         assert "monitoring: 42 points could not be delivered" in caplog.text
+
+
+class TestConfigurationErrors:
+    """What only a person can fix: named with the fix, logged once, retried slowly."""
+
+    @staticmethod
+    def _timed(writer: Writer) -> list[float]:
+        """Record the time of every write the writer makes (through its real storage)."""
+        times: list[float] = []
+        real = writer.storage.write
+
+        async def write(body: bytes) -> None:
+            times.append(time.monotonic())
+            await real(body)
+
+        writer.storage.write = write
+        return times
+
+    @pytest.mark.parametrize(
+        ("config", "fix"),
+        [
+            (
+                {"version": 1, "retention_policy": "week"},
+                "retention policy 'week' not found on database '{db}' (500): create it, or "
+                "leave retention_policy empty (HTTP 500: retention policy not found: week)",
+            ),
+            (
+                {"version": 1, "database": "not_yet"},
+                "database 'not_yet' not found (404): create it first "
+                '(HTTP 404: database not found: "not_yet")',
+            ),
+            (
+                {"version": 2},
+                "no /api/v2/write at http://127.0.0.1:{port} (404): for InfluxDB 1.x before 1.8 "
+                "use version 1 (HTTP 404: 404 page not found)",
+            ),
+        ],
+        ids=["retention-policy", "database", "v2-on-influxdb-1.6"],
+    )
+    async def test_named_with_the_fix_logged_once_and_retried_at_the_cap(
+        self,
+        influx_db: InfluxDatabase,
+        make_writer: MakeWriter,
+        caplog: pytest.LogCaptureFixture,
+        config: dict[str, Any],
+        fix: str,
+    ) -> None:
+        """InfluxDB 1.x's answers: one ERROR naming the fix; writes only every max_retry_delay_s."""
+        port = influx_db.server.port
+        config = {
+            "port": port,
+            "database": influx_db.name,
+            "max_retry_delay_s": 0.4,
+            "shutdown_timeout_s": 0.5,
+            **config,
+        }
+        writer = await make_writer(**config)
+        times = self._timed(writer)
+        feed(writer, points(10))
+        await until(lambda: len(times) >= 4)
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) >= 0.39, gaps
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        target = writer.settings.target
+        assert errors == [
+            f"monitoring: {target}: {fix.format(db=influx_db.name, port=port)}; points stay "
+            f"buffered and writes are retried every max_retry_delay_s=0.4 s [{worker_label()}]"
+        ]
+        assert writer.stats["points_buffered"] == 10
+
+    async def test_delivered_once_fixed(
+        self, influx_db: InfluxDatabase, make_writer: MakeWriter
+    ) -> None:
+        """Creating the missing retention policy is enough: the buffered points arrive."""
+        writer = await make_writer(
+            version=1,
+            port=influx_db.server.port,
+            database=influx_db.name,
+            retention_policy="later",
+            max_retry_delay_s=0.2,
+        )
+        feed(writer, points(10))
+        await until(lambda: writer.stats["write_errors"] >= 1)
+        influx_db.server.execute(
+            f'CREATE RETENTION POLICY "later" ON "{influx_db.name}" DURATION 7d REPLICATION 1'
+        )
+        await until(lambda: writer.stats["points_written"] == 10)
+        assert influx_db.query('SELECT count(n) FROM "later"."requests"')[0]["count"] == 10

@@ -132,7 +132,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     sinks = [sink for sink in (runner, metrics and metrics.points.feed) if sink]
     writer = Writer(settings, make_storage(settings), sinks)
     worker = state.worker = WorkerNumber.claim()
-    runtime = state.runtime = Monitoring(settings, writer, worker.clock())
+    runtime = state.runtime = Monitoring(settings, writer, worker.clock(settings.instance_offset))
     state.hooks.bind(runtime.clock.now_ns, runtime.emit)
     await writer.start()
     if runner:

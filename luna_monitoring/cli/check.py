@@ -1,7 +1,8 @@
 """``python -m luna_monitoring check``: write one point with a config and say what is wrong.
 
 The point is ``monitoring_check,service=<service> ok=1i`` and goes through the same storage
-the extension uses (ClickHouse: the tables are created or checked and an empty insert made).
+the extension uses (ClickHouse: the tables are created or checked and an empty insert made);
+``--dry-run`` writes nothing (see :mod:`.dry_run`) and ``--timeout`` bounds each request.
 The outcome is one line: ``OK: ...`` or ``FAIL: ...`` naming the cause
 (bad config, unreachable, timeout, 401/403, missing bucket or database, other status).
 Secrets never appear in it.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +22,9 @@ from ..core.clock import UniqueClock
 from ..core.envconfig import config_from_env
 from ..core.point import LineEncoder, Point, join_lines
 from ..core.settings import SECRET_KEYS, MonitoringConfigError, Settings
-from ..storages import WriteError, make_storage
+from ..storages import WriteError, make_storage, misconfiguration
 from .command import Command
+from .dry_run import DryRunFailed, dry_run
 
 CHECK_SERIES = "monitoring_check"
 """Measurement of the check point (no dashboard reads it)."""
@@ -66,18 +69,7 @@ def explain(exc: WriteError, settings: Settings) -> str:
     if status == 403:
         where = f"bucket {settings.bucket!r}" if v2 else f"database {settings.database!r}"
         return f"not allowed to write (403) to {where}"
-    if status == 404 and v2 and "page not found" in message:
-        return (
-            f"no /api/v2/write at {settings.url} (404): for InfluxDB 1.x before 1.8 use version 1"
-        )
-    if status == 404 and v2:
-        return (
-            f"bucket {settings.bucket!r} or organization {settings.organization!r} "
-            f"not found (404): {message}"
-        )
-    if status == 404:
-        return f"database {settings.database!r} not found (404): create it first"
-    return f"InfluxDB answered {status}: {message}"
+    return misconfiguration(exc, settings) or f"InfluxDB answered {status}: {message}"
 
 
 async def check(settings: Settings) -> str:
@@ -107,8 +99,17 @@ def _hide(line: str, config: Any) -> str:
     return line
 
 
-def run_check(path: str | None, environ: Mapping[str, str] | None = None) -> tuple[bool, str]:
+def run_check(
+    path: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    dry_run_only: bool = False,
+    timeout_s: float | None = None,
+) -> tuple[bool, str]:
     """Run the whole check; return ``(ok, the line to print)``.
+
+    ``dry_run_only``: reach the server and authenticate, write nothing. ``timeout_s``:
+    bound on each request instead of ``write_timeout_s``.
 
     >>> run_check("monitoring.json")
     (True, "OK: wrote 1 point (monitoring_check) to InfluxDB v2 at http://..., bucket 'b'")
@@ -120,10 +121,22 @@ def run_check(path: str | None, environ: Mapping[str, str] | None = None) -> tup
             settings = Settings.from_config(config)
         except MonitoringConfigError as exc:
             raise CheckFailed(f"bad config: {exc}") from None
-        line = "OK: " + asyncio.run(check(settings))
-    except CheckFailed as exc:
+        if timeout_s is not None:
+            settings = dataclasses.replace(settings, write_timeout_s=timeout_s)
+        line = "OK: " + asyncio.run(dry_run(settings) if dry_run_only else check(settings))
+    except (CheckFailed, DryRunFailed) as exc:
         return False, _hide(f"FAIL: {exc}", config)
     return True, _hide(line, config)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,10 +145,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         help="JSON file with the MONITORING dict (default: LUNA_MONITORING_* variables)",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="reach the server and authenticate, but write nothing",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="give up on each request after S seconds (default: write_timeout_s)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
-    ok, line = run_check(args.config)
+    ok, line = run_check(args.config, dry_run_only=args.dry_run, timeout_s=args.timeout)
     print(line)
     return 0 if ok else 1
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.version import package_version
 from .check import CHECK
 from .clickhouse_schema import CLICKHOUSE_SCHEMA
 from .command import Command
@@ -16,10 +17,19 @@ from .reference import CONFIG, SERIES
 
 COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK, DASHBOARDS, CLICKHOUSE_SCHEMA)
 
+DESCRIPTION = (
+    "LUNA Remote SDK style monitoring: the reference tables of the README and a check of "
+    "the connection to the database. 'python -m luna_monitoring COMMAND --help' describes "
+    "a command."
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m luna_monitoring", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m luna_monitoring", description=DESCRIPTION)
+    parser.add_argument(
+        "--version", action="version", version=f"luna-monitoring {package_version()}"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_arguments(subparsers.add_parser(command.name, help=command.help))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..core.schema import series_table
-from ..core.settings import config_reference
+from ..core.settings import MonitoringConfigError, Settings, config_reference
+from .check import CheckFailed, load_config
 from .command import Command, no_arguments
 
 
@@ -22,11 +24,30 @@ def _print(text: str) -> int:
     return 0
 
 
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config",
+        nargs="?",
+        help="JSON file with the MONITORING dict: its custom_series are listed too",
+    )
+
+
+def _series(args: argparse.Namespace) -> int:
+    if args.config is None:
+        return _print(series_table())
+    try:
+        settings = Settings.from_config(load_config(args.config))
+    except (CheckFailed, MonitoringConfigError) as exc:
+        print(f"FAIL: {exc}", file=sys.stderr)
+        return 1
+    return _print(series_table(settings.custom_series))
+
+
 SERIES = Command(
     "series",
-    "print the series reference (Markdown)",
-    no_arguments,
-    lambda args: _print(series_table()),
+    "print the series reference (Markdown), with a config's custom_series",
+    _config_argument,
+    _series,
 )
 CONFIG = Command(
     "config",

@@ -12,6 +12,7 @@ nothing, and what is recorded after the handler has finished is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Hashable, Mapping
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
     from .runtime import Monitoring
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+WRAPPED_BY = "__luna_monitored_by__"
+"""Attribute set on a handler that ``monitored_estimation`` wrapped: the wrapper, so that a
+route still holding the bare handler (decorators in the wrong order) can be found."""
 
 # Tags of each estimator series besides batch_size: descriptor_version, mode or none.
 _EXTRA_TAGS: Mapping[str, tuple[str, ...]] = {
@@ -405,6 +410,8 @@ def monitored_estimation(handler: Handler) -> Handler:
             finally:
                 _finish(monitoring, collector, perf_counter() - start, token)
 
+    with contextlib.suppress(AttributeError, TypeError):  # builtins, slotted callables
+        setattr(handler, WRAPPED_BY, monitored)
     return monitored  # type: ignore[return-value]
 
 

@@ -12,17 +12,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
-from .settings import MonitoringConfigError, Settings, accepted_types
+from .settings import MonitoringConfigError, Settings, accepted_types, config_keys
 
 PREFIX = "LUNA_MONITORING_"
-_BOOLS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
-    ("0", "false", "no", "off"), False
-)
+_BOOL_PAIRS = (("1", "0"), ("true", "false"), ("yes", "no"), ("on", "off"))
+_BOOLS = {yes: True for yes, _ in _BOOL_PAIRS} | {no: False for _, no in _BOOL_PAIRS}
 _DEFAULTS = Settings()
-_KEYS = tuple(f.name for f in fields(Settings))
+_KEYS = config_keys()
 
 
 def env_name(key: str) -> str:
@@ -36,11 +34,14 @@ def _parse(key: str, text: str) -> Any:
     try:
         if kind is bool or (bool in accepted_types(key) and word in _BOOLS):
             return _BOOLS[word]
+        if kind is str and int in accepted_types(key) and word.isdigit():
+            return int(word)  # "random" or an offset
         if kind in (int, float, str):
             return kind(text)
         return json.loads(text)
     except (KeyError, ValueError):
-        expected = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}
+        booleans = f"a boolean ({', '.join('/'.join(pair) for pair in _BOOL_PAIRS)})"
+        expected = {bool: booleans, int: "an integer", float: "a number"}
         # Secrets are strings: they never fail to parse, so the value can be shown.
         raise MonitoringConfigError(
             f"{env_name(key)}: expected {expected.get(kind, 'JSON')}, got {text!r}"

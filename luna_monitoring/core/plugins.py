@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from .logs import worker_logger
 from .point import Point
 from .settings import MonitoringConfigError, Settings
-from .throttle import LogThrottle
+from .throttle import LogThrottle, held_back
 
-logger = logging.getLogger(__name__)
+logger = worker_logger(__name__)
 PluginSpec = type["BaseRequestMonitoringPlugin"] | str
 
 
@@ -57,13 +57,21 @@ def load_plugins(specs: Iterable[PluginSpec]) -> tuple[type[BaseRequestMonitorin
     """Resolve plugin classes and ``"package.module:ClassName"`` paths.
 
     Raises :class:`MonitoringConfigError` naming the plugin when its module or class is
-    missing, or the class is not a concrete ``BaseRequestMonitoringPlugin`` subclass.
+    missing, or the class is not a concrete ``BaseRequestMonitoringPlugin`` subclass. A class
+    given twice (say in the config and to the adapter) is loaded once.
     """
-    return tuple(_load(spec) for spec in specs)
+    return tuple(dict.fromkeys(_load(spec) for spec in specs))
 
 
 def _load(spec: PluginSpec) -> type[BaseRequestMonitoringPlugin]:
     if isinstance(spec, str):
+        if ":" not in spec:
+            module_hint, _, class_hint = spec.rpartition(".")
+            raise _bad(
+                spec,
+                'expected "package.module:ClassName", a colon before the class name '
+                f"(e.g. {module_hint or 'my_package.plugins'}:{class_hint or 'MyPlugin'})",
+            )
         module_name, _, class_name = spec.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -167,11 +175,10 @@ class PluginRunner:
                 slot.failures[2] += overflow
                 if slot.throttle.ready(time.monotonic()):
                     logger.warning(
-                        "monitoring plugin %s is behind: %d oldest points dropped "
-                        "(%d similar messages suppressed)",
+                        "monitoring plugin %s is behind: %d oldest points dropped%s",
                         slot.name,
                         overflow,
-                        slot.throttle.take() - 1,
+                        held_back(slot.throttle.take() - 1),
                     )
             queue.extend(points)
             slot.wake.set()
@@ -306,10 +313,10 @@ class PluginRunner:
         slot.failures[exc is None] += 1
         if slot.throttle.ready(time.monotonic()):
             logger.error(
-                "monitoring plugin %s: %s %s (%d similar messages suppressed)",
+                "monitoring plugin %s: %s %s%s",
                 slot.name,
                 hook,
                 f"timed out after {self._timeout_s} s" if exc is None else "raised",
-                slot.throttle.take() - 1,
+                held_back(slot.throttle.take() - 1),
                 exc_info=exc,
             )

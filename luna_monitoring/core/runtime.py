@@ -4,32 +4,76 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .clock import UniqueClock
 from .licensing import license_tags_and_fields
 from .point import Point
-from .schema import Kind, get_series
+from .schema import Kind, Series, get_series
 from .settings import Settings
 from .writer import Writer
 
 WORKER_STRIDE = 1024
-"""Timestamps of server worker ``n`` are ``n`` modulo this: up to 1024 workers never collide."""
+"""Timestamps of server worker ``n`` of an instance with offset ``o`` are ``o + n`` modulo
+this: the workers of one instance never collide, nor do instances whose ranges differ."""
+INSTANCE_OFFSET_ENV = "_LUNA_MONITORING_INSTANCE_OFFSET"
+"""Where an instance's main process leaves its drawn offset for the workers it starts."""
 _SERVER_NUMBER = re.compile(r"-Server-(\d+)-\d+$")
 
 
-def worker_clock(worker_name: str | None = None) -> UniqueClock:
-    """The clock of this worker, from its Sanic name (``SANIC_WORKER_NAME``, e.g.
-    ``Sanic-Server-3-0``: server 3, first start); a single process counts as server 0.
+def draw_instance_offset() -> int:
+    """A new uniformly random offset in ``0..1023`` for this process and its children.
 
-    >>> worker_clock("Sanic-Server-3-0").now_ns() % WORKER_STRIDE
-    3
+    Called by the main process of an instance before it starts its workers; they find it in
+    ``INSTANCE_OFFSET_ENV`` with the pid of the process that drew it.
+    """
+    offset = secrets.randbelow(WORKER_STRIDE)
+    os.environ[INSTANCE_OFFSET_ENV] = f"{offset}:{os.getpid()}"
+    return offset
+
+
+def instance_offset(configured: int | str = "random", *, spawned_worker: bool = False) -> int:
+    """This instance's first timestamp residue: ``configured`` if an int; else the one this
+    process drew before, or, for a ``spawned_worker``, the one its parent (the instance's
+    main process) drew; else a new one.
+
+    Any other inherited offset belongs to another instance (the process that launched this
+    one, a test runner, a supervisor) and is not used.
+
+    >>> instance_offset(12)
+    12
+    """
+    if isinstance(configured, int):
+        return configured
+    offset, _, pid = os.environ.get(INSTANCE_OFFSET_ENV, "").partition(":")
+    drawn_by = {str(os.getpid()), str(os.getppid())} if spawned_worker else {str(os.getpid())}
+    if offset.isdigit() and pid in drawn_by:
+        return int(offset) % WORKER_STRIDE
+    return draw_instance_offset()
+
+
+def worker_clock(worker_name: str | None = None, offset: int = 0) -> UniqueClock:
+    """The clock of this worker: residue ``offset`` + its server number from its Sanic name
+    (``SANIC_WORKER_NAME``, e.g. ``Sanic-Server-3-0``: server 3, first start); a single
+    process counts as server 0.
+
+    >>> worker_clock("Sanic-Server-3-0", offset=1022).now_ns() % WORKER_STRIDE
+    1
     """
     name = os.environ.get("SANIC_WORKER_NAME", "") if worker_name is None else worker_name
     match = _SERVER_NUMBER.search(name)
     server = int(match[1]) if match else 0
-    return UniqueClock(server % WORKER_STRIDE, WORKER_STRIDE)
+    return UniqueClock((offset + server) % WORKER_STRIDE, WORKER_STRIDE)
+
+
+def _built_in(series: str, settings: Settings) -> Series:
+    try:
+        return get_series(series)
+    except ValueError as exc:
+        custom = ", ".join(settings.custom_series) or "none declared"
+        raise ValueError(f"{exc}; custom_series: {custom}") from None
 
 
 class Monitoring:
@@ -55,8 +99,9 @@ class Monitoring:
         fields: Mapping[str, Any] | None = None,
         time_ns: int | None = None,
     ) -> None:
-        """Validate and buffer one point of any series; ``ValueError`` on misuse."""
-        spec = get_series(series)
+        """Validate and buffer one point of any series, built-in or in ``custom_series``;
+        ``ValueError`` on misuse."""
+        spec = self.settings.custom_series.get(series) or _built_in(series, self.settings)
         checked_tags = spec.check_tags(tags or {}, extra_allowed=spec.kind is Kind.REQUEST)
         checked_tags["service"] = self.service
         checked_fields = spec.check_fields(fields or {})

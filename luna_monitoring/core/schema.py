@@ -24,6 +24,7 @@ class Kind(StrEnum):
     LICENSING = "licensing"
     SDK = "sdk"
     ESTIMATOR = "estimator"
+    CUSTOM = "custom"
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,13 +283,14 @@ def get_series(name: str, *, kind: Kind | None = None) -> Series:
     return series
 
 
-def series_table() -> str:
-    """The series reference as a Markdown table (``python -m luna_monitoring series``)."""
+def series_table(custom: Mapping[str, Series] | None = None) -> str:
+    """The series reference as a Markdown table (``python -m luna_monitoring series``),
+    followed by the ``custom`` series of a config if given."""
     lines = [
         "| series | emitted for | tags (besides `service`) | fields |",
         "|---|---|---|---|",
     ]
-    for s in SERIES.values():
+    for s in (*SERIES.values(), *(custom or {}).values()):
         tags = ", ".join(f"`{t}`" for t in s.tags) or "—"
         fields = ", ".join(f"`{k}` {t.__name__}" for k, t in s.fields.items())
         lines.append(f"| `{s.name}` | {s.description} | {tags} | {fields} |")

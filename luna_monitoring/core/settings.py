@@ -11,12 +11,14 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address
 from itertools import pairwise
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from .metric_families import DEFAULT_BUCKETS, FAMILIES
+from .schema import SERIES, Kind, Series
 
 SECRET_KEYS = frozenset({"token", "password"})
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -110,6 +112,111 @@ def _patterns(key: str, value: Any) -> tuple[re.Pattern[str], ...]:
     return tuple(compiled)
 
 
+_HOST_FIX = (
+    "a host name or IP address without scheme, port or path "
+    "(for a full address use 'url', e.g. 'url': 'http://127.0.0.1:8086')"
+)
+_ADDRESS_KEYS = ("host", "port", "use_ssl")
+
+
+def _host(key: str, value: str) -> str:
+    """A bare host: name, IPv4 or IPv6 address (``::1`` or ``[::1]``); brackets removed."""
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    if not bare or any(c in bare for c in "/[]@?# ") or "://" in value:
+        raise _fail(key, _HOST_FIX, value)
+    if ":" in bare:  # only an IPv6 address may hold a colon: 'name:port' is not a host
+        try:
+            IPv6Address(bare)
+        except ValueError:
+            raise _fail(key, _HOST_FIX, value) from None
+    return bare
+
+
+def _url(key: str, value: str) -> str:
+    """A base URL ``http(s)://host[:port][/prefix]`` (no credentials, query or fragment)."""
+    if not value:
+        return value
+    expected = "an http:// or https:// URL like 'https://influx.example.com:8086/prefix'"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise _fail(key, expected, value) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
+        raise _fail(key, expected, value)
+    if parts.username is not None or parts.password is not None:
+        raise _fail(
+            key, f"{expected}, without credentials (use token or username/password)", "<hidden>"
+        )
+    if parts.query or parts.fragment:
+        raise _fail(key, f"{expected}, without query or fragment", value)
+    return value
+
+
+def url_of(host: str, port: int, use_ssl: bool, path: str = "") -> str:
+    """The base URL of a server; an IPv6 address is bracketed.
+
+    >>> url_of("::1", 8086, False)
+    'http://[::1]:8086'
+    """
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if use_ssl else 'http'}://{shown}:{port}{path.rstrip('/')}"
+
+
+def _instance_offset(key: str, value: int | str) -> int | str:
+    if value == "random" or (type(value) is int and 0 <= value < 1024):
+        return value
+    raise _fail(key, "'random' or an integer in 0..1023", value)
+
+
+_FIELD_TYPES: Mapping[str, type] = MappingProxyType({"int": int, "float": float, "str": str})
+_SERIES_KEYS = frozenset({"tags", "fields", "description"})
+
+
+def _names(key: str, names: Any) -> list[str]:
+    names = list(names)
+    for name in names:
+        if not isinstance(name, str) or not _LABEL_NAME.match(name) or name == "service":
+            raise _fail(key, "names matching [a-zA-Z_][a-zA-Z0-9_]*, other than 'service'", name)
+    return names
+
+
+def _one_series(key: str, name: str, spec: Any) -> Series:
+    if not isinstance(spec, Mapping) or "fields" not in spec or set(spec) - _SERIES_KEYS:
+        raise _fail(key, 'a dict with "fields" and optionally "tags" and "description"', spec)
+    tags = _names(f"{key}.tags", _str_list(f"{key}.tags", spec.get("tags", [])))
+    fields = spec["fields"]
+    if not isinstance(fields, Mapping) or not fields:
+        raise _fail(
+            f"{key}.fields", 'a non-empty dict of field name to "int", "float" or "str"', fields
+        )
+    _names(f"{key}.fields", fields)
+    for field_name, kind in fields.items():
+        if kind not in _FIELD_TYPES:
+            raise _fail(f"{key}.fields.{field_name}", '"int", "float" or "str"', kind)
+    repeated = sorted({n for n in (*tags, *fields) if [*tags, *fields].count(n) > 1})
+    if repeated:
+        raise _fail(key, "tag and field names used once", repeated)
+    description = spec.get("description", "your own points (custom_series)")
+    if not isinstance(description, str):
+        raise _fail(f"{key}.description", "str", description)
+    typed = MappingProxyType({f: _FIELD_TYPES[kind] for f, kind in fields.items()})
+    return Series(name, Kind.CUSTOM, description, tuple(tags), typed)
+
+
+def _custom_series(key: str, value: Any) -> Mapping[str, Series]:
+    """Series of the service's own: ``{name: {"tags": [...], "fields": {name: type}}}``."""
+    if not isinstance(value, Mapping):
+        raise _fail(key, 'a dict of series name to {"tags": [...], "fields": {...}}', value)
+    result = {}
+    for name, spec in value.items():
+        _names(key, [name])
+        if name in SERIES:
+            raise _fail(key, "names other than the built-in series", name)
+        result[name] = _one_series(f"{key}.{name}", name, spec)
+    return MappingProxyType(result)
+
+
 def _plugin_paths(key: str, value: Any) -> tuple[str, ...]:
     paths = _str_list(key, value)
     for path in paths:
@@ -195,9 +302,15 @@ _KEYS: dict[str, _Key] = {
         _STR, "influx", _one_of("influx", "clickhouse"), 'where points go: "influx" or "clickhouse"'
     ),
     "version": _Key(_INT, 2, _one_of(1, 2), "InfluxDB write API: 2 = /api/v2/write, 1 = /write"),
-    "host": _Key(_STR, "127.0.0.1", _non_empty, "InfluxDB host"),
+    "host": _Key(_STR, "127.0.0.1", _host, "host name or IP address (no scheme/port)"),
     "port": _Key(_INT, 8086, _port, "InfluxDB port; ClickHouse HTTP port, default 8123 there"),
     "use_ssl": _Key(_BOOL, False, None, "HTTPS with certificate verification"),
+    "url": _Key(
+        _STR,
+        "",
+        _url,
+        "instead of host/port/use_ssl: http(s)://host[:port][/path prefix]",
+    ),
     "organization": _Key(_STR, "", None, "v2 organization"),
     "token": _Key(_STR, "", None, "v2 token (never logged)"),
     "bucket": _Key(_STR, "luna_monitoring", _non_empty, "v2 bucket"),
@@ -227,6 +340,15 @@ _KEYS: dict[str, _Key] = {
         _STR, "", None, "ClickHouse: write to Distributed tables over <table>_local on it"
     ),
     "create_tables": _Key(_BOOL, True, None, "ClickHouse: create database and tables at start"),
+    "custom_series": _Key(
+        _ANY, {}, _custom_series, "series of your own for record(), see Custom series"
+    ),
+    "instance_offset": _Key(
+        (str, int),
+        "random",
+        _instance_offset,
+        "timestamp residue of worker 0 (mod 1024), see Workers",
+    ),
 }
 _STORAGE_DEFAULTS = {"clickhouse": {"port": 8123}}
 """Defaults that differ by ``storage_type``."""
@@ -246,6 +368,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8086
     use_ssl: bool = False
+    url: str = ""
+    """Base URL of the server (``http://127.0.0.1:8086`` from host/port/use_ssl when empty)."""
     organization: str = ""
     token: str = field(default="", repr=False)
     bucket: str = "luna_monitoring"
@@ -268,6 +392,8 @@ class Settings:
     table_prefix: str = ""
     cluster: str = ""
     create_tables: bool = True
+    custom_series: Mapping[str, Series] = field(default_factory=lambda: MappingProxyType({}))
+    instance_offset: int | str = "random"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:
@@ -278,7 +404,10 @@ class Settings:
         """
         config = {} if config is None else config
         if not isinstance(config, Mapping):
-            raise _fail("MONITORING", "a dict", type(config).__name__)
+            # Only the type: a string here may be a JSON text holding a token.
+            raise MonitoringConfigError(
+                f"MONITORING: expected a dict of settings, got {type(config).__name__}"
+            )
         unknown = sorted(set(config) - set(_KEYS))
         if unknown:
             raise MonitoringConfigError(
@@ -292,12 +421,13 @@ class Settings:
             value = config.get(key, defaults.get(key, spec.default))
             value = _check_type(key, value, spec.types)
             values[key] = spec.check(key, value) if spec.check else value
+        if values["url"]:
+            values.update(_split_url(values["url"], [k for k in _ADDRESS_KEYS if k in config]))
         return cls(**values)
 
-    @property
-    def url(self) -> str:
-        """Base URL of the InfluxDB server."""
-        return f"{'https' if self.use_ssl else 'http'}://{self.host}:{self.port}"
+    def __post_init__(self) -> None:
+        if not self.url:
+            object.__setattr__(self, "url", url_of(self.host, self.port, self.use_ssl))
 
     @property
     def compress(self) -> bool:
@@ -320,6 +450,30 @@ class Settings:
             return f"ClickHouse at {self.url}, database {self.database!r}{cluster}"
         where = f"bucket {self.bucket!r}" if self.version == 2 else f"database {self.database!r}"
         return f"InfluxDB v{self.version} at {self.url}, {where}"
+
+
+def _split_url(url: str, conflicting: list[str]) -> dict[str, Any]:
+    """host, port, use_ssl and the normalised ``url`` from a validated ``url``."""
+    if conflicting:
+        raise MonitoringConfigError(
+            f"MONITORING: 'url' and {', '.join(map(repr, conflicting))} both given; "
+            "give either 'url' or host/port/use_ssl"
+        )
+    parts = urlsplit(url)
+    use_ssl = parts.scheme == "https"
+    host = parts.hostname or ""
+    port = parts.port or (443 if use_ssl else 80)
+    return {
+        "host": host,
+        "port": port,
+        "use_ssl": use_ssl,
+        "url": url_of(host, port, use_ssl, parts.path),
+    }
+
+
+def config_keys() -> tuple[str, ...]:
+    """Every ``MONITORING`` key, in the order of the reference table."""
+    return tuple(_KEYS)
 
 
 def accepted_types(key: str) -> tuple[type, ...]:

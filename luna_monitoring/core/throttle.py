@@ -33,3 +33,12 @@ class LogThrottle:
         """The events since the last message, this one included; resets the count."""
         held, self.held = self.held, 0
         return held
+
+
+def held_back(count: int) -> str:
+    """`` (N similar messages held back)`` for a count of other events, or nothing.
+
+    >>> held_back(0), held_back(2)
+    ('', ' (2 similar messages held back)')
+    """
+    return f" ({count} similar messages held back)" if count else ""

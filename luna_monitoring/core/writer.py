@@ -10,7 +10,10 @@ every ``flushing_period`` (sooner when a batch is full) and handles the server's
 * 413: the batch is split in halves; a single line still too large is rejected.
 * no answer, timeout, 401, 403, 404, 408, 429, 5xx: the lines stay buffered and the write is
   retried after an exponential backoff with full jitter, capped by ``max_retry_delay_s``;
-  a ``Retry-After`` from the server is waited at least.
+  a ``Retry-After`` from the server is waited at least. Refused credentials and
+  configuration errors the server names (missing database, bucket or retention policy, no
+  write endpoint at the URL) are logged once as an error with the fix and retried only
+  every ``max_retry_delay_s``: waiting longer does not fix them, a person does.
 
 A failing database is logged once when the outage starts (again only if the kind of failure
 changes) and once when it ends. A point is never sent again after its write succeeded; a
@@ -22,19 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..storages import Storage, WriteError, make_encoder
+from ..storages import Storage, WriteError, make_encoder, misconfiguration
 from .buffer import Buffer
+from .logs import worker_logger
 from .point import Point, PointTuple, as_points
 from .settings import Settings
 from .throttle import LogThrottle
 
-logger = logging.getLogger(__name__)
+logger = worker_logger(__name__)
 
 Sink = Callable[[list[Point]], Any]
 """Receives every drained list of points in the background (must not keep or modify it)."""
@@ -43,6 +46,7 @@ TICK_S = 0.05
 TICK_POINTS = 1000
 BACKOFF_BASE_S = 0.5
 _RETRIED = frozenset({401, 403, 404, 408, 429})
+_NEEDS_A_PERSON = frozenset({"credentials", "configuration"})
 _PARTIAL_WRITE = re.compile(r"partial write.*dropped=(\d+)", re.DOTALL)
 
 
@@ -56,11 +60,13 @@ def backoff_s(failures: int, cap_s: float) -> float:
     return random.uniform(0.0, min(cap_s, BACKOFF_BASE_S * 2.0 ** min(failures - 1, 30)))
 
 
-def _failure_kind(error: WriteError) -> str:
+def _failure_kind(error: WriteError, settings: Settings) -> str:
     if error.status is None:
         return "no answer"
     if error.status in (401, 403):
         return "credentials"
+    if misconfiguration(error, settings):
+        return "configuration"
     if error.status >= 500:
         return "server error"
     return f"HTTP {error.status}"
@@ -87,6 +93,7 @@ class Writer:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._stopping: asyncio.Future | None = None
         self._last_pass = 0.0
         self._retry_at: float | None = None
         self._failures = 0
@@ -130,6 +137,17 @@ class Writer:
         """Start the tick and the sender on the running event loop."""
         loop = asyncio.get_running_loop()
         self._last_pass = loop.time()
+        settings = self.settings
+        logger.info(
+            "monitoring: points go to %s every flushing_period=%g s in batches of at most "
+            "batch_size=%d, holding at most max_buffer_points=%d, gzip %s",
+            settings.target,
+            settings.flushing_period,
+            settings.batch_size,
+            settings.max_buffer_points,
+            "on" if settings.compress else "off",
+        )
+        self._stopping: asyncio.Future | None = None
         self._tasks = [
             loop.create_task(self._tick_loop(), name="luna_monitoring.tick"),
             loop.create_task(self._send_loop(), name="luna_monitoring.send"),
@@ -146,7 +164,17 @@ class Writer:
             return await self._deliver(len(self._buffer))
 
     async def stop(self) -> None:
-        """Stop the tasks, write what is left within ``shutdown_timeout_s``, close the storage."""
+        """Stop the tasks, write what is left within ``shutdown_timeout_s``, close the storage.
+
+        Only the first call does it; a second one waits for it. A Sanic worker that gets
+        Ctrl-C's SIGINT and then the main process's stop request runs its stop listeners
+        twice, which logged the shutdown summary twice (as if twice the points were lost).
+        """
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_s
         for task in self._tasks:
@@ -314,11 +342,14 @@ class Writer:
     def _failed(self, error: WriteError) -> None:
         now = asyncio.get_running_loop().time()
         self._failures += 1
-        delay = backoff_s(self._failures, self.settings.max_retry_delay_s)
+        kind = _failure_kind(error, self.settings)
+        if kind in _NEEDS_A_PERSON:
+            delay = self.settings.max_retry_delay_s
+        else:
+            delay = backoff_s(self._failures, self.settings.max_retry_delay_s)
         if error.retry_after_s is not None:
             delay = max(delay, error.retry_after_s)
         self._retry_at = now + delay
-        kind = _failure_kind(error)
         if self._outage_since is None:
             self._outage_since = now
             self._outage_retries = self._retries
@@ -331,6 +362,15 @@ class Writer:
                 "password; points stay buffered and writes are retried",
                 self.settings.target,
                 error,
+            )
+        elif kind == "configuration":
+            logger.error(
+                "monitoring: %s: %s (%s); points stay buffered and writes are retried every "
+                "max_retry_delay_s=%g s",
+                self.settings.target,
+                misconfiguration(error, self.settings),
+                error,
+                self.settings.max_retry_delay_s,
             )
         else:
             logger.warning(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import aiohttp
+from influxdb_client.client import exceptions as influxdb_exceptions
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
@@ -16,6 +20,33 @@ from . import (
     redactor,
     server_message,
 )
+
+
+class _OwnLoggerLogging:
+    """The ``logging`` module, except that ``logging.debug(...)`` goes to one named logger."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.debug = logger.debug
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(logging, name)
+
+
+def _keep_root_logger_unconfigured() -> None:
+    """Route influxdb-client's root-logger call to its own logger.
+
+    ``InfluxDBError`` logs an error body that is not JSON (``401 Unauthorized``, ``404 page
+    not found``) with ``logging.debug``: on the root logger, which runs
+    ``logging.basicConfig()`` when the root logger has no handler, so the application's
+    logging would change behind its back (every line printed twice). The call goes to
+    ``influxdb_client.client.exceptions``' own logger instead.
+    """
+    if getattr(influxdb_exceptions, "logging", None) is logging:
+        own = logging.getLogger(influxdb_exceptions.__name__)
+        influxdb_exceptions.logging = _OwnLoggerLogging(own)  # type: ignore[assignment]
+
+
+_keep_root_logger_unconfigured()
 
 
 class InfluxV2Storage:
