@@ -11,8 +11,9 @@ import argparse
 from .check import CHECK
 from .command import Command
 from .reference import CONFIG, SERIES
+from .report import REPORT
 
-COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK)
+COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK, REPORT)
 
 
 def main(argv: list[str] | None = None) -> int:
