@@ -75,10 +75,15 @@ class InfluxQL:
         results = payload.get("results") if isinstance(payload, dict) else None
         if not isinstance(results, list):
             raise QueryError(f"the answer of {self.url}/query is not an InfluxQL result")
+        errors = [str(r["error"]) for r in results if "error" in r]
+        if errors and len(statements) > 1 and set(errors) == {"not executed"}:
+            # InfluxDB 1.x says only "not executed" for a batch on a missing database:
+            # the first statement alone gives the cause.
+            self.query(statements[0])
+        if errors:
+            raise QueryError(self._statement_error(errors[0]))
         out = []
         for result in results:
-            if "error" in result:
-                raise QueryError(self._statement_error(str(result["error"])))
             out.append(
                 [
                     Series(
