@@ -108,8 +108,8 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[object]], numeric: set[i
     return "".join(out)
 
 
-def _tile(label: str, value: str, note: str = "", cls: str = "") -> str:
-    return f'<div class="tile {cls}"><span>{e(label)}</span><b>{e(value)}</b>' + (
+def _tile(key: str, label: str, value: str, note: str = "", cls: str = "") -> str:
+    return f'<div class="tile {cls}" id="total-{key}"><span>{e(label)}</span><b>{e(value)}</b>' + (
         f"<span>{e(note)}</span></div>" if note else "</div>"
     )
 
@@ -119,19 +119,23 @@ def _summary(data: ReportData, generated_ms: float) -> str:
     ratio = data.errors / data.requests
     worst = data.worst_route
     tiles = [
-        _tile("requests", f"{data.requests:,}", f"{data.requests / span_s:.1f} per second"),
         _tile(
+            "requests", "requests", f"{data.requests:,}", f"{data.requests / span_s:.1f} per second"
+        ),
+        _tile(
+            "errors",
             "errors",
             f"{data.errors:,}",
             f"{percent(ratio)} of requests",
             "bad" if ratio > ERROR_RATIO_BAD else "",
         ),
-        _tile("latency p50", duration(data.p50)),
-        _tile("latency p99", duration(data.p99)),
+        _tile("p50", "latency p50", duration(data.p50)),
+        _tile("p99", "latency p99", duration(data.p99)),
     ]
     if worst is not None:
         tiles.append(
             _tile(
+                "worst-route",
                 "worst route (most errors, then slowest p99)",
                 worst.route,
                 f"{worst.errors} errors ({percent(worst.error_ratio)}), p99 {duration(worst.p99)}",

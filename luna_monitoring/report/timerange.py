@@ -91,7 +91,7 @@ def time_range(
     if start is not None:
         start_ns = parse_instant("--start", start)
     else:
-        start_ns = end_ns - round(parse_since(since or "1h") * 1e9)
+        start_ns = end_ns - round(parse_since("1h" if since is None else since) * 1e9)
     if end_ns <= start_ns:
         raise RangeError(f"--end ({end}) must be after the start of the range")
     return TimeRange(start_ns, end_ns)
