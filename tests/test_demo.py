@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from example_app.demo import FAILING_PER_KIND, OK_PER_KIND
+from example_app.demo import FAILING_PER_KIND, OK_PER_KIND, REPORT_PATH
 from luna_monitoring.core.schema import SERIES
+from luna_monitoring.report.page import SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 SENT = 7 * OK_PER_KIND + 5 * FAILING_PER_KIND
@@ -63,3 +64,10 @@ def test_leaves_nothing_running(demo):
     """It ends by saying everything it started was stopped, in well under 2 minutes."""
     done = re.search(r"^done in ([\d.]+) s; everything started was stopped$", demo.stdout, re.M)
     assert done is not None and float(done[1]) < 120
+
+
+def test_ends_with_the_report(demo):
+    """The last lines name the HTML report of the demo's traffic, which holds every section."""
+    assert f"\nreport: OK: wrote {REPORT_PATH}: {SENT} requests, {FAILING} errors " in demo.stdout
+    page = REPORT_PATH.read_text(encoding="utf-8")
+    assert all(f'<section id="{key}">' in page for key, _ in SECTIONS)

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .queries import Distribution, Line
 
@@ -172,6 +172,7 @@ def stacked_bars(panels: Mapping[str, Mapping[str, Line]], bucket_ms: int, unit:
                     bottom[t] = b + v
             ax.set_title(title, fontsize=9, loc="left")
             ax.set_ylabel(unit)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             _time_axis(ax)
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
