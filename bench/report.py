@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -137,17 +138,24 @@ def fill(influx: InfluxD, database: str, size: int) -> float:
     return written
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of a subprocess; it must exit 0."""
+class Run(NamedTuple):
+    """One subprocess: wall seconds, CPU seconds (user + system) and peak RSS in MiB."""
+
+    wall_s: float
+    cpu_s: float
+    rss_mib: float
+
+
+def measure(command: list[str]) -> Run:
+    """Run ``command``; it must exit 0."""
     began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(process.pid, 0)
     took = time.perf_counter() - began
     output = process.stdout.read().decode() if process.stdout else ""
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
+    if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{command[:4]} failed: {output}")
-    return took, usage.ru_maxrss / 1024
+    return Run(took, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def main() -> int:
@@ -186,27 +194,28 @@ def main() -> int:
                 runs.append((measure(report), measure(pull)))
             size_kib = (Path(tmp) / f"{database}.html").stat().st_size / 1024
             rows.append((points, runs, size_kib))
-            print(
-                f"  {database}: report {[f'{r[0][0]:.2f}s' for r in runs]}, "
-                f"raw pull {[f'{r[1][0]:.2f}s' for r in runs]}",
-                flush=True,
-            )
+            for name, k in (("report", 0), ("raw pull", 1)):
+                print(
+                    f"  {database} {name}: "
+                    + ", ".join(
+                        f"{r[k].wall_s:.2f} s wall {r[k].cpu_s:.2f} s CPU {r[k].rss_mib:.0f} MiB"
+                        for r in runs
+                    ),
+                    flush=True,
+                )
     print(
-        "\n| points in range | report time | report peak RSS | raw pull time | raw pull peak RSS "
-        "| time ratio | RSS ratio | page size |"
+        "\n| points in range | report: wall, CPU, peak RSS | raw pull: wall, CPU, peak RSS "
+        "| report / raw pull: wall, CPU, RSS | page |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|")
+    med = statistics.median
     for points, runs, size_kib in rows:
-        med = statistics.median
-        (time_s, rss), (pull_s, pull_rss) = (
-            (med(r[k][0] for r in runs), med(r[k][1] for r in runs)) for k in (0, 1)
-        )
-        time_ratio = med(r[0][0] / r[1][0] for r in runs)
-        rss_ratio = med(r[0][1] / r[1][1] for r in runs)
-        print(
-            f"| {points:,} | {time_s:.2f} s | {rss:.0f} MiB | {pull_s:.2f} s | {pull_rss:.0f} MiB "
-            f"| {time_ratio:.2f} | {rss_ratio:.2f} | {size_kib:.0f} KiB |"
-        )
+        cells = []
+        for k in (0, 1):
+            wall, cpu, rss = (med(r[k][i] for r in runs) for i in range(3))
+            cells.append(f"{wall:.2f} s, {cpu:.2f} s, {rss:.0f} MiB")
+        ratios = ", ".join(f"{med(r[0][i] / r[1][i] for r in runs):.2f}" for i in range(3))
+        print(f"| {points:,} | {cells[0]} | {cells[1]} | {ratios} | {size_kib:.0f} KiB |")
     return 0
 
 
