@@ -28,7 +28,6 @@ SECTIONS = (
 """``(id, title)`` of every section, in page order."""
 MAX_TABLE_ROWS = 50
 ERROR_RATIO_BAD = 0.05
-SLOWEST_PANELS = 8
 BUSIEST_ROUTES = 8
 STALE_S = 300
 """A range ending this long after the last request gets a warning in the summary."""
@@ -232,15 +231,16 @@ def _estimators(data: ReportData) -> str:
         for d in data.estimators
     ]
     table = _table(["series", "calls", "p50", "p95", "p99", "max"], rows, {1, 2, 3, 4, 5})
-    slowest = sorted(data.estimators, key=lambda d: -d.percentiles[99])[:SLOWEST_PANELS]
-    over_time = {d.series: data.estimator_lines[d.series] for d in slowest}
+    slowest = sorted(data.estimators, key=lambda d: -d.percentiles[99])
+    lines = data.estimator_lines
+    over_time = {d.series: lines[d.series] for d in slowest if d.series in lines}
     return (
         '<p class="note">Box p25-p75, red line p50, whiskers p5-p95, dots p99 and max; '
         "calls in brackets; slowest median on top.</p>"
         + _img(charts.distributions(data.estimators), "execution_time distribution per series")
         + f"<details><summary>calls and percentiles of {len(rows)} series</summary>{table}"
         + "</details>"
-        + f"<h3>p50 and p99 over time of the {len(slowest)} slowest series (by p99)</h3>"
+        + f"<h3>p50 and p99 over time of the {len(over_time)} slowest series (by p99)</h3>"
         + _img(charts.level_panels(over_time, 4), "estimator execution_time over time")
         + "<h3>calls per batch_size</h3>"
         + _img(

@@ -9,6 +9,8 @@ and usage fields come from the schema, so a series added there is reported too.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -23,6 +25,9 @@ Line = list[tuple[float, float]]
 LATENCY_PERCENTILES = (50, 95, 99)
 BOX_PERCENTILES = (5, 25, 50, 75, 95, 99)
 """Levels of the estimators' distributions: box p25-p75, whiskers p5-p95, dots p99 and max."""
+SLOWEST_SERIES = 8
+"""Estimator series drawn over time: the slowest by p99."""
+PARALLEL_QUERIES = 4
 IMAGE_SIZE_EDGES = (0, 10_000, 50_000, 200_000, 1_000_000, 5_000_000)
 """Lower bounds (bytes) of the ``image_load`` size classes; the last is open-ended."""
 
@@ -99,6 +104,18 @@ def _percentiles(column: str, levels: tuple[int, ...]) -> str:
     return ", ".join(f"PERCENTILE({column}, {p}) AS p{p}" for p in levels)
 
 
+def _every(data: ReportData) -> str:
+    """The ``GROUP BY`` term of the buckets over time."""
+    return f"time({data.bucket_ms}ms)"
+
+
+def _sums(estimators: Iterable[str]) -> str:
+    """``SUM("<name>_usages") AS "<name>"`` for each estimator."""
+    return ", ".join(
+        f"SUM({quote_ident(name + '_usages')}) AS {quote_ident(name)}" for name in estimators
+    )
+
+
 def _lines(found: list[Series], tag: str | None, column: str, scale: float = 1.0) -> dict:
     """``{tag value (or measurement): [(ms, value)]}`` skipping empty values."""
     out: dict[str, Line] = {}
@@ -164,13 +181,18 @@ class Reader:
             p99=row["p99"],
             routes=routes,
         )
-        every = f"time({bucket}ms)"
-        self._requests_over_time(data, every)
-        self._errors(data, every)
-        self._estimators(data, every)
-        self._images(data)
-        self._usages(data, every)
-        self._licensing(data, every)
+        sections = (
+            self._requests_over_time,
+            self._errors,
+            self._estimators,
+            self._images,
+            self._usages,
+            self._licensing,
+        )
+        # Independent requests: a database with several cores answers them at once.
+        with ThreadPoolExecutor(PARALLEL_QUERIES) as pool:
+            for done in [pool.submit(section, data) for section in sections]:
+                done.result()
         return data
 
     def _zero_filled(self, lines: dict[str, Line], data: ReportData) -> dict[str, Line]:
@@ -183,7 +205,8 @@ class Reader:
         grid = range(int(low), int(max(ends)) + 1, step)
         return {key: _on_grid(line, grid) for key, line in lines.items()}
 
-    def _requests_over_time(self, data: ReportData, every: str) -> None:
+    def _requests_over_time(self, data: ReportData) -> None:
+        every = _every(data)
         latency, counts = self.db.query(
             self._select(
                 _percentiles("execution_time", LATENCY_PERCENTILES),
@@ -231,7 +254,8 @@ class Reader:
             stats.errors = series.rows[0]["n"]
         return sorted(routes.values(), key=lambda r: (-r.errors, -(r.p99 or 0), r.route))
 
-    def _errors(self, data: ReportData, every: str) -> None:
+    def _errors(self, data: ReportData) -> None:
+        every = _every(data)
         count = "COUNT(request_id) AS n"
         by_status, by_code, table = self.db.query(
             self._select(count, "errors", group=f"{every}, status_code fill(none)"),
@@ -243,17 +267,13 @@ class Reader:
         rows = [(*(s.tags.get(tag, "") for tag in _ERROR_TAGS), s.rows[0]["n"]) for s in table]
         data.error_table = sorted(rows, key=lambda r: (-r[3], r[:3]))
 
-    def _estimators(self, data: ReportData, every: str) -> None:
+    def _estimators(self, data: ReportData) -> None:
+        every = _every(data)
         levels = _percentiles("execution_time", BOX_PERCENTILES)
-        dist, lines, batches = self.db.query(
+        dist, batches = self.db.query(
             self._select(
                 f"COUNT(execution_time) AS n, MAX(execution_time) AS max, {levels}",
                 *ESTIMATOR_SERIES,
-            ),
-            self._select(
-                _percentiles("execution_time", (50, 99)),
-                *ESTIMATOR_SERIES,
-                group=f"{every} fill(none)",
             ),
             self._select("COUNT(execution_time) AS n", *ESTIMATOR_SERIES, group="batch_size"),
         )
@@ -269,10 +289,17 @@ class Reader:
             ),
             key=lambda d: -d.percentiles[50],
         )
-        data.estimator_lines = _by_level(lines, (50, 99), None)
         for series in batches:
             calls = data.batch_calls.setdefault(series.name, {})
             calls[series.tags.get("batch_size", "")] = series.rows[0]["n"]
+        slowest = sorted(data.estimators, key=lambda d: -d.percentiles[99])[:SLOWEST_SERIES]
+        if slowest:
+            lines = self._select(
+                _percentiles("execution_time", (50, 99)),
+                *(d.series for d in slowest),
+                group=f"{every} fill(none)",
+            )
+            data.estimator_lines = _by_level(self._one(lines), (50, 99), None)
 
     def _images(self, data: ReportData) -> None:
         levels = _percentiles("execution_time", (50, 95))
@@ -300,25 +327,25 @@ class Reader:
             data.sdkloop.append((series.tags.get("image_count", ""), row["n"], pcts))
         data.sdkloop.sort(key=lambda r: _numeric(r[0]))
 
-    def _usages(self, data: ReportData, every: str) -> None:
-        sums = ", ".join(
-            f"SUM({quote_ident(name + '_usages')}) AS {quote_ident(name)}"
-            for name in USAGE_ESTIMATORS
-        )
-        totals, lines = self.db.query(
-            self._select(sums, "usages_statistic"),
-            self._select(sums, "usages_statistic", group=f"{every} fill(none)"),
-        )
+    def _usages(self, data: ReportData) -> None:
+        every = _every(data)
+        totals = self._one(self._select(_sums(USAGE_ESTIMATORS), "usages_statistic"))
         if not totals:
             return
         row = totals[0].rows[0]
         data.usage_totals = {name: row[name] or 0 for name in USAGE_ESTIMATORS}
         used = [name for name, total in data.usage_totals.items() if total]
+        if not used:
+            return
+        lines = self._one(
+            self._select(_sums(used), "usages_statistic", group=f"{every} fill(none)")
+        )
         data.usage_lines = self._zero_filled(
             {name: [(r["time"], r[name] or 0) for r in lines[0].rows] for name in used}, data
         )
 
-    def _licensing(self, data: ReportData, every: str) -> None:
+    def _licensing(self, data: ReportData) -> None:
+        every = _every(data)
         points, summary = self.db.query(
             self._select(
                 "MIN(liveness_balance) AS balance",
