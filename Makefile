@@ -33,7 +33,7 @@ demo: venv servers
 	$(PY) -m example_app.demo
 
 bench: venv servers
-	for b in encode collector sinks writer overhead; do $(PY) bench/$$b.py || exit 1; done
+	for b in encode collector sinks writer overhead report; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
