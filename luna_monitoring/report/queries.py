@@ -195,16 +195,6 @@ class Reader:
                 done.result()
         return data
 
-    def _zero_filled(self, lines: dict[str, Line], data: ReportData) -> dict[str, Line]:
-        """Counts per bucket with the empty buckets as 0, from the first request's bucket on."""
-        step = data.bucket_ms
-        ends = [t for line in lines.values() for t, _ in line]
-        if not ends:
-            return lines
-        low = min(data.first_ms // step * step, *ends)
-        grid = range(int(low), int(max(ends)) + 1, step)
-        return {key: _on_grid(line, grid) for key, line in lines.items()}
-
     def _requests_over_time(self, data: ReportData) -> None:
         every = _every(data)
         latency, counts = self.db.query(
@@ -219,7 +209,7 @@ class Reader:
         )
         data.latency = _by_level(latency, LATENCY_PERCENTILES, "route")
         per_s = 1000 / data.bucket_ms
-        data.rate = self._zero_filled(_lines(counts, "route", "n", per_s), data)
+        data.rate = _zero_filled(_lines(counts, "route", "n", per_s), data)
 
     def _no_data(self) -> str:
         found = self.db.query(
@@ -262,8 +252,8 @@ class Reader:
             self._select(count, "errors", group=f"{every}, error_code fill(none)"),
             self._select(count, "errors", group=", ".join(_ERROR_TAGS)),
         )
-        data.errors_by_status = self._zero_filled(_lines(by_status, "status_code", "n"), data)
-        data.errors_by_code = self._zero_filled(_lines(by_code, "error_code", "n"), data)
+        data.errors_by_status = _zero_filled(_lines(by_status, "status_code", "n"), data)
+        data.errors_by_code = _zero_filled(_lines(by_code, "error_code", "n"), data)
         rows = [(*(s.tags.get(tag, "") for tag in _ERROR_TAGS), s.rows[0]["n"]) for s in table]
         data.error_table = sorted(rows, key=lambda r: (-r[3], r[:3]))
 
@@ -340,7 +330,7 @@ class Reader:
         lines = self._one(
             self._select(_sums(used), "usages_statistic", group=f"{every} fill(none)")
         )
-        data.usage_lines = self._zero_filled(
+        data.usage_lines = _zero_filled(
             {name: [(r["time"], r[name] or 0) for r in lines[0].rows] for name in used}, data
         )
 
@@ -374,6 +364,17 @@ def _messages(text: str | None) -> str:
     except ValueError:
         return text or ""
     return "; ".join(map(str, found)) if isinstance(found, list) else str(found)
+
+
+def _zero_filled(lines: dict[str, Line], data: ReportData) -> dict[str, Line]:
+    """Counts per bucket with the empty buckets as 0, from the first request's bucket on."""
+    step = data.bucket_ms
+    ends = [t for line in lines.values() for t, _ in line]
+    if not ends:
+        return lines
+    low = min(data.first_ms // step * step, *ends)
+    grid = range(int(low), int(max(ends)) + 1, step)
+    return {key: _on_grid(line, grid) for key, line in lines.items()}
 
 
 def _on_grid(line: Line, grid: range) -> Line:
