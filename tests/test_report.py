@@ -298,6 +298,14 @@ class TestBadInput:
         """Bad --start/--end combinations: one line each."""
         assert_fails(report(*args, "--out", str(tmp_path / "r.html")), line)
 
+    @pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+    def test_invalid_timeout(self, timeout, tmp_path):
+        """A timeout that is not a positive number of seconds: one line."""
+        assert_fails(
+            report(f"--timeout={timeout}", "--out", str(tmp_path / "r.html")),
+            f"FAIL: --timeout must be a positive number of seconds, not {float(timeout):g}",
+        )
+
     def test_config_file_not_json(self, tmp_path):
         """The config is read as ``check`` reads it, with the same one-line errors."""
         path = tmp_path / "monitoring.json"

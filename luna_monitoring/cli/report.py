@@ -43,6 +43,8 @@ def run_report(args: argparse.Namespace) -> tuple[int, str]:
         if (exc.name or "").partition(".")[0] in ("matplotlib", "numpy"):
             return 2, EXTRA_MISSING
         raise
+    if not args.timeout > 0:
+        return 1, f"FAIL: --timeout must be a positive number of seconds, not {args.timeout:g}"
     try:
         window = time_range(args.since, args.start, args.end)
         config = load_config(args.config)
