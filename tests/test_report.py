@@ -15,6 +15,7 @@ import pytest
 from chromium import inspect, screenshot
 from PIL import Image
 from servers import free_port, unique_name
+from stub_server import StubResponse, StubServer
 
 from example_app.demo import DATABASE
 from luna_monitoring.core.point import LineEncoder, Point, join_lines
@@ -339,6 +340,67 @@ class TestBadInput:
         assert done.stderr == (
             "FAIL: the report needs matplotlib: pip install 'luna-monitoring[report]'\n"
         )
+
+
+class TestAnswersNoRealServerGives:
+    """Answers of an InfluxDB with authentication, a hung server and a server that is not
+    InfluxDB, from the stub; secrets never appear in the line."""
+
+    TOKEN, PASSWORD = "t0ken-s3cret", "pa55-w0rd"
+
+    @pytest.mark.parametrize(
+        ("version", "auth", "line"),
+        [
+            (2, "Token t0ken-s3cret", "authentication failed (401) at {url}: check the token"),
+            (
+                1,
+                "Basic dTpwYTU1LXcwcmQ=",
+                "authentication failed (401) at {url}: check username/password",
+            ),
+        ],
+    )
+    def test_authentication_failed(self, version, auth, line, tmp_path):
+        """401: one line naming the credentials to check; they were sent as a header."""
+        body = json.dumps({"error": f"authorization failed {self.TOKEN} {self.PASSWORD}"})
+        with StubServer(StubResponse(401, body.encode())) as stub:
+            config = config_file(
+                tmp_path,
+                version=version,
+                port=stub.port,
+                token=self.TOKEN,
+                username="u",
+                password=self.PASSWORD,
+            )
+            done = report(config, "--out", str(tmp_path / "r.html"))
+            (request,) = stub.wait_for_requests(1)
+        assert_fails(done, "FAIL: " + line.format(url=f"http://127.0.0.1:{stub.port}"))
+        assert (request.path, request.headers["Authorization"]) == ("/query", auth)
+        assert self.TOKEN not in request.path + str(request.query)
+
+    def test_no_answer_within_the_timeout(self, tmp_path):
+        """A server that does not answer: the line names the timeout."""
+        with StubServer(StubResponse(200, b"{}", delay=5)) as stub:
+            config = config_file(tmp_path, version=1, port=stub.port)
+            done = report(config, "--timeout", "0.5", "--out", str(tmp_path / "r.html"))
+        assert_fails(done, f"FAIL: no answer from http://127.0.0.1:{stub.port} within 0.5 s")
+
+    def test_not_influxdb(self, tmp_path):
+        """A web server that answers HTML: the line asks whether this is InfluxDB."""
+        with StubServer(StubResponse(200, b"<html>hello</html>")) as stub:
+            config = config_file(tmp_path, version=1, port=stub.port)
+            done = report(config, "--out", str(tmp_path / "r.html"))
+        url = f"http://127.0.0.1:{stub.port}"
+        assert_fails(done, f"FAIL: the answer of {url}/query is not JSON: is this InfluxDB?")
+
+    def test_server_error_message_without_secrets(self, tmp_path):
+        """Another status: the server's message, with the secrets it echoes hidden."""
+        body = json.dumps({"error": f"boom {self.TOKEN} {self.PASSWORD}"})
+        with StubServer(StubResponse(500, body.encode())) as stub:
+            config = config_file(
+                tmp_path, version=1, port=stub.port, token=self.TOKEN, password=self.PASSWORD
+            )
+            done = report(config, "--out", str(tmp_path / "r.html"))
+        assert_fails(done, "FAIL: InfluxDB answered 500: boom <hidden> <hidden>")
 
 
 class TestHostileData:
