@@ -46,7 +46,7 @@ demo: venv servers
 	$(PY) -m example_app.demo --framework $(FRAMEWORK)
 
 bench: venv servers
-	for b in encode collector sinks writer overhead gzip_ratio; do $(PY) bench/$$b.py || exit 1; done
+	for b in encode collector sinks writer overhead gzip_ratio report; do $(PY) bench/$$b.py || exit 1; done
 
 bench-peers: venv servers
 	$(PY) bench/peers.py

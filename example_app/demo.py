@@ -7,7 +7,9 @@ aiohttp app under gunicorn's ``aiohttp.GunicornWebWorker``; sends 200 requests
 with images made here (JPEG and PNG, some turned by EXIF orientation, 25 failing on
 purpose), then prints every series with its point count and one point read back from
 InfluxDB, and checks the counts against what was sent, the writer's counters, the plugin's
-file and ``/metrics``. Stops all it started; exits 1 if a check fails.
+file and ``/metrics``; ends by writing the HTML report of the traffic
+(``python -m luna_monitoring report``) and printing its path. Stops all it started; exits 1
+if a check fails.
 """
 
 from __future__ import annotations
@@ -368,6 +370,22 @@ def report(influx: InfluxD, outcome: Outcome) -> bool:
     return all(ok for _, ok in checks)
 
 
+REPORT_PATH = Path(tempfile.gettempdir()) / "luna-demo-report.html"
+
+
+def write_html_report(influx: InfluxD, workdir: Path) -> bool:
+    """``python -m luna_monitoring report`` of the traffic into :data:`REPORT_PATH`; prints
+    its line (the file's path); whether it succeeded."""
+    config = workdir / "monitoring.json"
+    config.write_text(json.dumps({"version": 1, "port": influx.port, "database": DATABASE}))
+    command = [sys.executable, "-m", "luna_monitoring", "report", str(config), "--since", "1h"]
+    done = subprocess.run(
+        [*command, "--out", str(REPORT_PATH)], capture_output=True, text=True, timeout=120
+    )
+    print(f"\nreport: {(done.stdout + done.stderr).strip()}")
+    return done.returncode == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -384,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAILED: {exc}")
             return 1
         passed = report(influx, outcome)
+        passed = write_html_report(influx, Path(workdir)) and passed
     print(f"\nGrafana dashboards for these series (InfluxQL): {dashboard_dir()}")
     print("write them out for Grafana: python -m luna_monitoring dashboards --out DIR")
     print(f"done in {time.monotonic() - began:.1f} s; everything started was stopped")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from example_app.demo import FAILING_PER_KIND, OK_PER_KIND
+from example_app.demo import FAILING_PER_KIND, OK_PER_KIND, REPORT_PATH
 from luna_monitoring.core.schema import SERIES
 from luna_monitoring.dashboards import dashboard_dir, dashboard_names
+from luna_monitoring.report.page import SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 SENT = 7 * OK_PER_KIND + 5 * FAILING_PER_KIND
@@ -85,3 +86,10 @@ def test_says_where_the_dashboards_are(demo, tmp_path):
     args = command[1].replace("DIR", str(tmp_path)).split()
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True, capture_output=True, timeout=60)
     assert sorted(path.name for path in tmp_path.iterdir()) == dashboard_names()
+
+
+def test_ends_with_the_report(demo):
+    """The last lines name the HTML report of the demo's traffic, which holds every section."""
+    assert f"\nreport: OK: wrote {REPORT_PATH}: {SENT} requests, {FAILING} errors " in demo.stdout
+    page = REPORT_PATH.read_text(encoding="utf-8")
+    assert all(f'<section id="{key}">' in page for key, _ in SECTIONS)

@@ -14,13 +14,14 @@ from .clickhouse_schema import CLICKHOUSE_SCHEMA
 from .command import Command
 from .dashboards import DASHBOARDS
 from .reference import CONFIG, SERIES
+from .report import REPORT
 
-COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK, DASHBOARDS, CLICKHOUSE_SCHEMA)
+COMMANDS: tuple[Command, ...] = (SERIES, CONFIG, CHECK, DASHBOARDS, CLICKHOUSE_SCHEMA, REPORT)
 
 DESCRIPTION = (
-    "LUNA Remote SDK style monitoring: the reference tables of the README and a check of "
-    "the connection to the database. 'python -m luna_monitoring COMMAND --help' describes "
-    "a command."
+    "LUNA Remote SDK style monitoring: the README's reference tables, a check of the "
+    "connection to the database, Grafana dashboards, the ClickHouse schema and an HTML "
+    "report. 'python -m luna_monitoring COMMAND --help' describes a command."
 )
 
 
