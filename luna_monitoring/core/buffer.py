@@ -40,13 +40,13 @@ class Buffer:
         "written",
     )
 
-    def __init__(self, max_points: int) -> None:
+    def __init__(self, max_points: int, dialect: str = "influxdb") -> None:
         self.max_points = max_points
         self._raw: deque[Point] = deque()
         self.append = self._raw.append
         """Buffer one point (the request path: O(1), no I/O, thread-safe)."""
         self._lines: deque[str] = deque()
-        self.encoder = LineEncoder()
+        self.encoder = LineEncoder(dialect)
         self._wire = 0
         self._owed = 0
         self.written = 0

@@ -424,10 +424,10 @@ class LineEncoder:
             if value is None:
                 continue
             try:
-                if not isinstance(key, str):
-                    raise TypeError(f"key of type {type(key).__name__}")
                 if isinstance(value, Dropped):
                     raise ValueError(value.reason)
+                if not isinstance(key, str):
+                    raise TypeError(f"key of type {type(key).__name__}")
                 if not isinstance(value, str):
                     if not isinstance(value, int | float):
                         raise TypeError(f"unsupported type {type(value).__name__}")

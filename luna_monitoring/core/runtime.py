@@ -9,7 +9,7 @@ from typing import Any
 
 from .clock import UniqueClock
 from .licensing import license_tags_and_fields
-from .point import Point
+from .point import Dropped, Point
 from .schema import Kind, get_series
 from .settings import Settings
 from .writer import Writer
@@ -55,11 +55,16 @@ class Monitoring:
         fields: Mapping[str, Any] | None = None,
         time_ns: int | None = None,
     ) -> None:
-        """Validate and buffer one point of any series; ``ValueError`` on misuse."""
+        """Validate and buffer one point of any series.
+
+        ``ValueError`` for an unknown series, a missing or unknown tag or a bad ``time_ns``. A
+        field that cannot be written (unknown, of another type, out of range) is left out and
+        counted in ``stats["fields_dropped"]``, with a rate-limited warning.
+        """
         spec = get_series(series)
         checked_tags = spec.check_tags(tags or {}, extra_allowed=spec.kind is Kind.REQUEST)
         checked_tags["service"] = self.service
-        checked_fields = spec.check_fields(fields or {})
+        checked_fields = spec.check_fields(fields or {}, drop=Dropped)
         if time_ns is None:
             time_ns = self.clock.now_ns()
         elif type(time_ns) is not int or time_ns < 0:

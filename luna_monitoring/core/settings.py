@@ -182,6 +182,12 @@ _KEYS: dict[str, _Key] = {
     "max_retry_delay_s": _Key(_FLOAT, 30.0, _positive, "cap of the backoff between retries"),
     "shutdown_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on the final flush at stop"),
     "plugin_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on one plugin call"),
+    "influx_dialect": _Key(
+        _STR,
+        "influxdb",
+        _one_of("influxdb", "victoriametrics"),
+        'line-protocol rules of the target: "influxdb" or "victoriametrics"',
+    ),
 }
 
 
@@ -218,6 +224,7 @@ class Settings:
     max_retry_delay_s: float = 30.0
     shutdown_timeout_s: float = 5.0
     plugin_timeout_s: float = 5.0
+    influx_dialect: str = "influxdb"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:

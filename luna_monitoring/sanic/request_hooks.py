@@ -31,8 +31,10 @@ same way.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import sys
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from time import perf_counter
 from types import MappingProxyType
 from typing import Any
@@ -44,7 +46,7 @@ from sanic.response import BaseHTTPResponse
 from sanic_routing import Route
 
 from ..core.caches import with_room
-from ..core.point import PointTuple
+from ..core.point import Dropped, PointTuple
 from ..core.request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
 from ..core.schema import SERIES, field_value, tag_value
 from ..core.settings import Settings
@@ -62,6 +64,7 @@ _RESERVED_TAGS = frozenset(("service", *SERIES["requests"].tags))
 _RESERVED_FIELDS = frozenset(("request_id", "execution_time"))
 _FIELD_TYPES = SERIES["requests"].fields
 _EXCLUDED = ()  # cache entry of a route that emits no points
+_REAL = (numbers.Real, Decimal)
 
 
 def _never(route: str) -> bool:
@@ -263,14 +266,20 @@ def add_request_tags(request: Request, **tags: str | int | float | bool) -> None
 
     >>> add_request_tags(request, account="7", api_version=6)
 
-    ``ValueError`` for a value of another type or a tag the point sets itself (``service``,
-    ``route``, ``status_code``). Keep the values few: each distinct tag set is a series.
+    Values are str, int, float, bool or other real numbers (``Decimal``, ...). Never raises:
+    a tag of another type, or one the point sets itself (``service``, ``route``,
+    ``status_code``), is left out and counted in ``stats["tags_dropped"]``, with a
+    rate-limited warning. Keep the values few: each distinct tag set is a series.
     """
-    checked = {}
+    checked: dict[Any, Any] = {}
     for key, value in tags.items():
         if key in _RESERVED_TAGS:
-            raise ValueError(f"requests: tag {key!r} is set by the monitoring itself")
-        checked[key] = tag_value("requests", key, value)
+            _dropped(checked, f"requests: tag {key!r} is set by the monitoring itself")
+            continue
+        try:
+            checked[key] = tag_value("requests", key, value)
+        except ValueError as exc:
+            checked[key] = Dropped(str(exc))
     _add(request, 0, checked)
 
 
@@ -281,31 +290,45 @@ def add_request_fields(request: Request, **fields: Any) -> None:
 
     Fields of the ``requests`` series have their declared type
     (``load_images_for_processing_time``: float seconds). Other names keep the type of their
-    value (bool, int, float or str), except ``*_time`` names, which are float seconds; keep
-    each name's type the same on every request (InfluxDB rejects a field whose type
-    changes). ``None``, NaN and infinite values are left out. ``ValueError`` for any other
-    type, an int beyond int64, or ``request_id`` / ``execution_time``.
+    value (bool, int, float or str; other real numbers such as ``Decimal`` are written as
+    floats), except ``*_time`` names, which are float seconds; keep each name's type the
+    same on every request (InfluxDB rejects a field whose type changes). ``None``, NaN and
+    infinite values are left out. Never raises: a field of another type, an int beyond
+    int64, or ``request_id`` / ``execution_time`` is left out and counted in
+    ``stats["fields_dropped"]``, with a rate-limited warning.
     """
-    checked = {}
+    checked: dict[Any, Any] = {}
     for key, value in fields.items():
-        converted = _request_field(key, value)
+        if key in _RESERVED_FIELDS:
+            _dropped(checked, f"requests: field {key!r} is set by the monitoring itself")
+            continue
+        try:
+            converted = _request_field(key, value)
+        except ValueError as exc:
+            converted = Dropped(str(exc))
         if converted is not None:
             checked[key] = converted
     _add(request, 1, checked)
 
 
+def _dropped(items: dict, reason: str) -> None:
+    """Count a reserved name in ``items`` without touching the point's own value of it."""
+    marker = Dropped(reason)
+    items[marker] = marker
+
+
 def _request_field(key: str, value: Any) -> Any:
-    if key in _RESERVED_FIELDS:
-        raise ValueError(f"requests: field {key!r} is set by the monitoring itself")
     if value is None:
         return None
     expected = _FIELD_TYPES.get(key) or (float if key.endswith("_time") else type(value))
     if expected is bool:
         return value
+    if expected not in (int, float, str) and isinstance(value, _REAL):
+        expected = int if isinstance(value, numbers.Integral) else float
     if expected not in (int, float, str):
         raise ValueError(
             f"requests: field {key!r} must be bool, int, float or str, "
-            f"got {type(value).__name__} {value!r}"
+            f"got {type(value).__name__} {value!r:.80}"
         )
     return field_value("requests", key, value, expected)
 

@@ -44,7 +44,11 @@ class WriteError(Exception):
 
 
 class Storage(Protocol):
-    """Writes one line-protocol body; raises :class:`WriteError` on failure."""
+    """Writes one line-protocol body; raises :class:`WriteError` on failure.
+
+    A storage may name the line-protocol ``dialect`` its target reads (``"influxdb"`` when
+    it does not; see :data:`luna_monitoring.core.point.DIALECTS`).
+    """
 
     async def write(self, body: bytes) -> None: ...
 

@@ -25,6 +25,8 @@ class InfluxV1Storage:
     """
 
     def __init__(self, settings: Settings) -> None:
+        self.dialect = settings.influx_dialect
+        """The line-protocol dialect its target reads (``influx_dialect``)."""
         self._target = settings.target
         self._url = f"{settings.url}/write"
         self._params = {"db": settings.database, "precision": "ns"}

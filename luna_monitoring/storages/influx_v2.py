@@ -27,6 +27,8 @@ class InfluxV2Storage:
     """
 
     def __init__(self, settings: Settings) -> None:
+        self.dialect = settings.influx_dialect
+        """The line-protocol dialect its target reads (``influx_dialect``)."""
         self._settings = settings
         self._redact = redactor(settings.token)
         self._gzip = settings.compress
