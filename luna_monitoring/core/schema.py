@@ -132,7 +132,7 @@ def _real(series: str, key: str, value: Any, expected: type) -> Any:
     if expected is float:
         return number
     if value != int(value):
-        raise ValueError(f"{series}: field {key!r} must be int, got {value!r:.80}")
+        raise ValueError(f"{series}: field {key!r} must be int, got {type(value).__name__} {value}")
     return field_value(series, key, int(value), int)
 
 
