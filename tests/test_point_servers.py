@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from servers import InfluxDatabase, InfluxDB1, VictoriaMetrics, http_request, unique_name
 
-from luna_monitoring.core.point import LineEncoder, Point, join_lines
+from luna_monitoring.core.point import MAX_TIME_NS, MIN_TIME_NS, LineEncoder, Point, join_lines
 from luna_monitoring.core.schema import INT64_MAX, INT64_MIN
 
 # -- the documented changes, per target -----------------------------------------------------
@@ -280,3 +280,60 @@ def test_random_points_read_back_from_victoriametrics_as_documented(
         (got,) = stored[series]
         assert math.isclose(got, value, rel_tol=1e-11), (series, got, value)
     check_counts(encoder, points, expected, lines)
+
+
+def test_time_range_bounds_are_accepted_by_influxdb(influx_db):
+    points = [Point("m", t, {}, {"x": 1}) for t in (MIN_TIME_NS, MAX_TIME_NS)]
+    response = influx_db.write_lines(join_lines(LineEncoder().encode_lines(points)))
+    assert response.status == 204, response.body
+    assert [row["time"] for row in influx_db.query('SELECT * FROM "m"')] == [
+        MIN_TIME_NS,
+        MAX_TIME_NS,
+    ]
+
+
+NUMBER = st.one_of(
+    st.integers(-(2**53), 2**53),
+    st.floats(min_value=-1e100, max_value=1e100).filter(lambda x: x == 0 or abs(x) > 1e-100),
+)
+
+
+@settings(SERVER_SETTINGS, max_examples=5)
+@given(numbers=st.lists(NUMBER, min_size=20, max_size=50))
+def test_random_numbers_read_back_from_victoriametrics(victoria: VictoriaMetrics, numbers):
+    """VictoriaMetrics keeps about 12 significant digits, so values compare to 1e-11.
+
+    Each number is its own series: VictoriaMetrics scales the values of a block of one
+    series to one decimal exponent, which would round small values next to large ones.
+    """
+    measurement = unique_name("numbers")
+    start_ns = 1_700_000_000_000_000_000
+    points = [
+        Point(measurement, start_ns + i * 10**6, {"i": str(i)}, {"v": n})
+        for i, n in enumerate(numbers)
+    ]
+    response = victoria.write_lines(join_lines(LineEncoder().encode_lines(points)))
+    assert response.status == 204, response.body
+
+    stored = {
+        int(series["metric"]["i"]): (series["timestamps"], series["values"])
+        for series in victoria.export(f'{{__name__="{measurement}_v"}}')
+    }
+    assert sorted(stored) == list(range(len(numbers)))
+    for i, sent in enumerate(numbers):
+        timestamps, (got,) = stored[i]
+        assert timestamps == [points[i].time_ns // 10**6]
+        assert math.isclose(got, sent, rel_tol=1e-11), (got, sent)
+
+
+def test_line_too_long_for_victoriametrics_is_cut_not_failing_the_batch(victoria):
+    """A 300,000-character string would make VictoriaMetrics refuse the whole request."""
+    series, start_ns = unique_name("long"), next(_BATCH_STARTS)
+    points = [
+        Point(series, start_ns, {}, {"s": "x" * 300_000, "n": 1}),
+        Point(series, start_ns + 10**6, {}, {"n": 2}),
+    ]
+    body = join_lines(LineEncoder("victoriametrics").encode_lines(points))
+    assert victoria.write_lines(body).status == 204
+    assert [s["values"] for s in victoria.export(f'{{__name__="{series}_n"}}')] == [[1, 2]]
+    assert [s["values"] for s in victoria.export(f'{{__name__="{series}_s"}}')] == [[0]]

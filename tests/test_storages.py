@@ -50,6 +50,12 @@ class TestMakeStorage:
     def test_version_2_is_influxdb_client(self) -> None:
         assert isinstance(make_storage(settings(version=2)), InfluxV2Storage)
 
+    @pytest.mark.parametrize("version", [1, 2])
+    def test_dialect_is_the_influx_dialect_setting(self, version: int) -> None:
+        assert make_storage(settings(version=version)).dialect == "influxdb"
+        vm = settings(version=version, influx_dialect="victoriametrics")
+        assert make_storage(vm).dialect == "victoriametrics"
+
     def test_version_1_is_write_endpoint(self) -> None:
         assert isinstance(make_storage(settings(version=1)), InfluxV1Storage)
 

@@ -36,9 +36,10 @@ out (InfluxDB 1.x rejects the point, or drops the field).
 ``victoriametrics`` (VictoriaMetrics reads ``\\`` as one backslash): every backslash in names
 is doubled, so names are stored as given, except that ``"`` in a field key is stored as
 ``\"`` (a bare one loses the point). The tag key ``__name__`` is left out (VictoriaMetrics
-ignores it). String values, whose text VictoriaMetrics does not store (it stores the number
-the text reads as, else 0), are cut to :data:`VM_MAX_STRING_CHARS` characters, and a line
-over :data:`VM_MAX_LINE_BYTES` is not written: a longer one fails the whole request.
+ignores it). A line longer than :data:`VM_MAX_LINE_BYTES` would fail the whole request: its
+string values, whose text VictoriaMetrics does not store anyway (it stores the number the
+text reads as, else 0), are cut to :data:`VM_MAX_STRING_CHARS` characters, and if it is still
+too long, the point is not written (``points_invalid``).
 
 Values: ``str`` -> ``"..."``, ``int`` -> ``<n>i`` (int64 only), ``float`` -> the shortest text
 that reads back exactly, ``bool`` -> ``true``/``false``; subclasses of these are written as
@@ -73,7 +74,8 @@ from .schema import INT64_MAX, INT64_MIN
 MIN_TIME_NS, MAX_TIME_NS = INT64_MIN + 2, INT64_MAX - 1
 """The time range InfluxDB accepts."""
 VM_MAX_STRING_CHARS = 4096
-"""String field values are cut to this length for VictoriaMetrics, which stores no text."""
+"""String values of a line too long for VictoriaMetrics (which stores no text) are cut to
+this length."""
 VM_MAX_LINE_BYTES = 256 * 1024
 """VictoriaMetrics' ``-influx.maxLineSize`` default: a longer line fails the whole request."""
 
@@ -250,6 +252,10 @@ def _field_value(value: Any, max_chars: int) -> str | None:
     raise TypeError(f"unsupported type {type(value).__name__}")
 
 
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "replace"))
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:57]}..."
@@ -375,29 +381,46 @@ class LineEncoder:
         except (_InvalidPoint, TypeError, ValueError, AttributeError):
             self.points_invalid += 1
             return None
+        line = self._line(series, time_ns, prefix, items, _UNBOUNDED)
+        if line is None:
+            self.points_without_fields += 1
+            return None
+        dialect = self._dialect
+        if len(line) >= self._max_line_chars and _utf8_length(line) >= dialect.max_line_bytes:
+            line = self._line(series, time_ns, prefix, items, dialect.max_string_chars, False)
+            if line is None or _utf8_length(line) >= dialect.max_line_bytes:
+                self.points_invalid += 1
+                return None
+        return line
+
+    def _line(
+        self,
+        series: str,
+        time_ns: int,
+        prefix: str,
+        items: Iterable[tuple[Any, Any]],
+        max_chars: int,
+        count: bool = True,
+    ) -> str | None:
+        """The line of a point, string values cut to ``max_chars``; ``None`` without fields.
+        Fields left out are counted if ``count``."""
         parts: dict[str, str] = {}
         for name, value in items:
             try:
-                text = _field_value(value, self._max_string_chars)
+                text = _field_value(value, max_chars)
                 if text is None:
                     continue
                 key = self._field_key(name)
                 if key in parts:
                     raise ValueError(f"written as {key[:-1]!r} like an earlier field")
             except (TypeError, ValueError, ArithmeticError) as exc:
-                self._drop("field", series, name, value, exc)
+                if count:
+                    self._drop("field", series, name, value, exc)
                 continue
             parts[key] = text
         if not parts:
-            self.points_without_fields += 1
             return None
-        line = f"{prefix} {','.join(key + text for key, text in parts.items())} {time_ns}"
-        if len(line) >= self._max_line_chars and (
-            len(line.encode("utf-8", "replace")) >= self._dialect.max_line_bytes
-        ):
-            self.points_invalid += 1
-            return None
-        return line
+        return f"{prefix} {','.join(key + text for key, text in parts.items())} {time_ns}"
 
     def _drop(self, what: str, series: Any, name: Any, value: Any, exc: Exception) -> None:
         """Count a field or tag left out of a point, and keep why."""
