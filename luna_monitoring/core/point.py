@@ -316,6 +316,7 @@ class LineEncoder:
         shared = self._shared
         keys = self._field_keys
         max_chars = self._max_line_chars
+        bounded = max_chars < _UNBOUNDED // 4  # checked first: len() costs 35 ns a point
         lines: list[str] = []
         append = lines.append
         for point in points:
@@ -359,7 +360,7 @@ class LineEncoder:
                         sep == ","
                         and type(time_ns) is int
                         and MIN_TIME_NS <= time_ns <= MAX_TIME_NS
-                        and len(line) < max_chars
+                        and not (bounded and len(line) >= max_chars)
                     ):
                         append(f"{line} {time_ns}")
                         continue
