@@ -201,15 +201,13 @@ class TestVictoriaMetrics:
     def test_backslashes_in_names_are_doubled(self):
         """VictoriaMetrics reads ``\\`` as one backslash, so every name reads back as given."""
         text = "a\\ b\\,c\\=d\\"
-        written = r"a\\\ b\\\,c\\\=d\\"
-        assert (
-            line(text, {text: text}, {text: 1}, VM)
-            == f"{written},{written}={written} {written}=1i 1"
-        )
+        written, in_measurement = r"a\\\ b\\\,c\\\=d\\", r"a\\\ b\\\,c\\=d\\"
+        expected = f"{in_measurement},{written}={written} {written}=1i 1"
+        assert line(text, {text: text}, {text: 1}, VM) == expected
 
-    def test_comma_equals_and_space_are_escaped_in_every_name(self):
+    def test_comma_and_space_are_escaped_in_names_and_equals_but_in_the_measurement(self):
         assert line("a,= b", {"k,= ": "v,= "}, {"f,= ": 1}, VM) == (
-            r"a\,\=\ b,k\,\=\ =v\,\=\  f\,\=\ =1i 1"
+            r"a\,=\ b,k\,\=\ =v\,\=\  f\,\=\ =1i 1"
         )
 
     def test_quote_in_field_key_gets_a_backslash(self):
@@ -249,39 +247,18 @@ class TestInfluxDBParserRules:
     """InfluxDB's line-protocol rules, each as a point and the whole line that writes it."""
 
     @pytest.mark.parametrize(
-        ("point", "written"),
+        ("series", "tags", "field", "written"),
         [
-            (
-                Point("cpu,main", 1, {"regions": "east"}, {"value": 1.0}),
-                r"cpu\,main,regions=east value=1.0 1",
-            ),
-            (
-                Point("cpu load", 1, {"region": "east"}, {"value": 1.0}),
-                r"cpu\ load,region=east value=1.0 1",
-            ),
-            (
-                Point("cpu", 1, {"region,zone": "east"}, {"value": 1.0}),
-                r"cpu,region\,zone=east value=1.0 1",
-            ),
-            (
-                Point("cpu", 1, {"region zone": "east"}, {"value": 1.0}),
-                r"cpu,region\ zone=east value=1.0 1",
-            ),
-            (
-                Point("cpu", 1, {"regions": "east,west"}, {"value": 1.0}),
-                r"cpu,regions=east\,west value=1.0 1",
-            ),
-            (
-                Point("cpu", 1, {"regions": "east west"}, {"value": 1.0}),
-                r"cpu,regions=east\ west value=1.0 1",
-            ),
-            (
-                Point("cpu", 1, {"regions=": "east=west"}, {"value": 1.0}),
-                r"cpu,regions\==east\=west value=1.0 1",
-            ),
-            (Point("cpu", 1, {}, {"value 1": 1.0}), r"cpu value\ 1=1.0 1"),
-            (Point("cpu", 1, {}, {"value,1": 1.0}), r"cpu value\,1=1.0 1"),
-            (Point("cpu", 1, {}, {"value=1": 1.0}), r"cpu value\=1=1.0 1"),
+            ("cpu,main", {"regions": "east"}, "value", r"cpu\,main,regions=east value"),
+            ("cpu load", {"region": "east"}, "value", r"cpu\ load,region=east value"),
+            ("cpu", {"region,zone": "east"}, "value", r"cpu,region\,zone=east value"),
+            ("cpu", {"region zone": "east"}, "value", r"cpu,region\ zone=east value"),
+            ("cpu", {"regions": "east,west"}, "value", r"cpu,regions=east\,west value"),
+            ("cpu", {"regions": "east west"}, "value", r"cpu,regions=east\ west value"),
+            ("cpu", {"regions=": "east=west"}, "value", r"cpu,regions\==east\=west value"),
+            ("cpu", {}, "value 1", r"cpu value\ 1"),
+            ("cpu", {}, "value,1", r"cpu value\,1"),
+            ("cpu", {}, "value=1", r"cpu value\=1"),
         ],
         ids=[
             "comma_in_measurement_is_escaped",
@@ -296,8 +273,8 @@ class TestInfluxDBParserRules:
             "equals_in_field_key_is_escaped",
         ],
     )
-    def test_names(self, point, written):
-        assert encode(point) == [written]
+    def test_names(self, series, tags, field, written):
+        assert encode(Point(series, 1, tags, {field: 1.0})) == [f"{written}=1.0 1"]
 
     @pytest.mark.parametrize(
         ("value", "written"),

@@ -127,6 +127,7 @@ _KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _FIELD_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", '"': '\\"'})
 _STRING = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n"})
 _VM_NAME = str.maketrans({"\\": "\\\\", ",": "\\,", "=": "\\=", " ": "\\ "})
+_VM_MEASUREMENT = str.maketrans({"\\": "\\\\", ",": "\\,", " ": "\\ "})
 _VM_FIELD_KEY = str.maketrans({"\\": "\\\\", ",": "\\,", "=": "\\=", " ": "\\ ", '"': '\\"'})
 
 _MEASUREMENT_LOOSE = re.compile(r'\\+(?=[, ="]|\Z)')
@@ -162,7 +163,7 @@ def influx_field_key(name: str) -> str:
 
 def vm_measurement(name: str) -> str:
     """A measurement as written for VictoriaMetrics."""
-    return _measurement(_lf(name.lstrip(_SKIPPED_AT_START).translate(_VM_NAME)))
+    return _measurement(_lf(name.lstrip(_SKIPPED_AT_START).translate(_VM_MEASUREMENT)))
 
 
 def vm_tag(text: str) -> str:
