@@ -79,7 +79,8 @@ class Monitoring:
         warnings: Iterable[str] = (),
         errors: Iterable[str] = (),
     ) -> None:
-        """Buffer a ``licensing`` point (status ``"warning"`` or ``"error"``).
+        """Buffer a ``licensing`` point (status ``"warning"`` or ``"error"``); ``ValueError``
+        for any argument of another type.
 
         >>> app.ctx.monitoring.report_license("warning", liveness_balance=10,
         ...                                   warnings=["liveness balance is low"])
@@ -87,6 +88,7 @@ class Monitoring:
         tags, fields = license_tags_and_fields(
             status, liveness_balance=liveness_balance, warnings=warnings, errors=errors
         )
+        get_series("licensing").check_fields(fields)  # its own arguments: ValueError at the call
         self.record("licensing", tags=tags, fields=fields)
 
     async def flush(self) -> bool:

@@ -271,10 +271,10 @@ def add_request_tags(request: Request, **tags: str | int | float | bool) -> None
     ``status_code``), is left out and counted in ``stats["tags_dropped"]``, with a
     rate-limited warning. Keep the values few: each distinct tag set is a series.
     """
-    checked: dict[Any, Any] = {}
+    checked: dict[str, Any] = {}
     for key, value in tags.items():
         if key in _RESERVED_TAGS:
-            _dropped(checked, f"requests: tag {key!r} is set by the monitoring itself")
+            _dropped(checked, key, f"requests: tag {key!r} is set by the monitoring itself")
             continue
         try:
             checked[key] = tag_value("requests", key, value)
@@ -297,10 +297,10 @@ def add_request_fields(request: Request, **fields: Any) -> None:
     int64, or ``request_id`` / ``execution_time`` is left out and counted in
     ``stats["fields_dropped"]``, with a rate-limited warning.
     """
-    checked: dict[Any, Any] = {}
+    checked: dict[str, Any] = {}
     for key, value in fields.items():
         if key in _RESERVED_FIELDS:
-            _dropped(checked, f"requests: field {key!r} is set by the monitoring itself")
+            _dropped(checked, key, f"requests: field {key!r} is set by the monitoring itself")
             continue
         try:
             converted = _request_field(key, value)
@@ -311,10 +311,9 @@ def add_request_fields(request: Request, **fields: Any) -> None:
     _add(request, 1, checked)
 
 
-def _dropped(items: dict, reason: str) -> None:
+def _dropped(items: dict, name: str, reason: str) -> None:
     """Count a reserved name in ``items`` without touching the point's own value of it."""
-    marker = Dropped(reason)
-    items[marker] = marker
+    items[f"\0{name}"] = Dropped(reason)
 
 
 def _request_field(key: str, value: Any) -> Any:
