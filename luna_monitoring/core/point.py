@@ -10,9 +10,9 @@ mapping's identity, which spares building the tag-set key.
 
 The guarantee: whatever the values, every point is written as exactly one line, which the
 target reads as that point and nothing else. Values are stored as given except for the
-changes listed here and in the README's table "What each target stores", measured against
-InfluxDB 1.6.7 and VictoriaMetrics 1.79 (the ``influxdb`` dialect is InfluxDB 1.x and 2.x,
-the ``victoriametrics`` dialect VictoriaMetrics' ``/api/v2/write``).
+changes listed here and in the README's table ("Line protocol: what each target stores"),
+measured against InfluxDB 1.6.7 and VictoriaMetrics 1.79 (the ``influxdb`` dialect is for
+InfluxDB 1.x and 2.x, the ``victoriametrics`` dialect for VictoriaMetrics' write APIs).
 
 Both dialects:
 
