@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from servers import InfluxDatabase, InfluxDB1, VictoriaMetrics, http_request, unique_name
 
@@ -137,6 +137,21 @@ def random_points(draw: st.DrawFn, start_ns: int) -> list[Point]:
     return points
 
 
+BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+"""Every character Python's ``str.splitlines`` splits at; only the line feed ends a line."""
+
+
+def line_breaks(start_ns: int) -> list[Point]:
+    """Each line break alone and in company, in every name and in string values."""
+    points = []
+    for index, char in enumerate(BREAKS):
+        text = f"a{char}b{char}"
+        tags = {text: text, f"{char}k": f"{char}v", "q": f'"{char}"'}
+        fields = {text: text, "s": f"x{char}y=1 {char}", "n": index}
+        points.append(Point(f"{text}_{index}", start_ns + index * 1_000_000, tags, fields))
+    return points
+
+
 _BATCH_STARTS = itertools.count(1_600_000_000_000_000_000, 3_600 * 10**9)
 SERVER_SETTINGS = settings(
     deadline=None,
@@ -205,6 +220,7 @@ def same_influx_value(got: Any, sent: Any) -> bool:
 
 @SERVER_SETTINGS
 @given(points=random_points(1_700_000_000_000_000_000))
+@example(points=line_breaks(1_700_000_000_000_000_000))
 def test_random_points_read_back_from_influxdb_as_documented(influxdb: InfluxDB1, points):
     encoder = LineEncoder("influxdb")
     lines = encoder.encode_lines(points)
@@ -267,6 +283,7 @@ def read_vm(victoria: VictoriaMetrics, times_ms: set[int]) -> dict[tuple, list[f
 
 @SERVER_SETTINGS
 @given(points=st.builds(lambda: next(_BATCH_STARTS)).flatmap(random_points))
+@example(points=line_breaks(1_500_000_000_000_000_000))
 def test_random_points_read_back_from_victoriametrics_as_documented(
     victoria: VictoriaMetrics, points
 ):
