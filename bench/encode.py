@@ -10,7 +10,11 @@ alternately for several rounds in one process. Times are the process's CPU time,
 processes on the machine count little; the figures that count are the medians of the
 per-round ratios.
 
-    python bench/encode.py [--points 100000] [--batch 5000] [--rounds 5]
+With ``--against REVISION`` the baseline is the package's own ``LineEncoder`` as it was at
+that git revision (its ``core/point.py`` loaded into a module of its own) instead of
+influxdb-client's ``Point``.
+
+    python bench/encode.py [--points 100000] [--batch 5000] [--rounds 5] [--against a921ad7]
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ import argparse
 import gc
 import random
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
-from types import MappingProxyType
+from pathlib import Path
+from types import MappingProxyType, ModuleType
 
 from influxdb_client import Point as ClientPoint
 
@@ -78,6 +85,22 @@ def new_encoder() -> Encode:
     return LineEncoder().encode_lines
 
 
+def encoder_at(revision: str) -> Callable[[], Encode]:
+    """A maker of fresh encoders of ``core/point.py`` as it was at git ``revision``."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:luna_monitoring/core/point.py"],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    module = ModuleType(f"luna_monitoring.core._point_{revision}")
+    module.__package__ = "luna_monitoring.core"  # its relative imports: today's caches, schema
+    sys.modules[module.__name__] = module
+    exec(compile(source, f"{revision}:point.py", "exec"), module.__dict__)
+    return lambda: module.LineEncoder().encode_lines
+
+
 def encode_client(points: list[Point]) -> list[str]:
     """influxdb-client's ``Point`` builder, one object per point."""
     lines = []
@@ -115,18 +138,23 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--against", metavar="REVISION", help="baseline: LineEncoder at REVISION")
     args = parser.parse_args()
 
     points = make_points(args.points)
-    if new_encoder()(points) != encode_client(points):
+    if args.against:
+        baseline, baseline_name = encoder_at(args.against), f"LineEncoder at {args.against}"
+    else:
+        baseline, baseline_name = (lambda: encode_client), "influxdb_client.Point"
+    if new_encoder()(points) != baseline()(points):
         raise SystemExit("the encoders disagree: the comparison would be meaningless")
 
     batches = (
         lambda: in_batches(new_encoder(), args.batch),
-        lambda: in_batches(encode_client, args.batch),
+        lambda: in_batches(baseline(), args.batch),
     )
     modes: dict[str, tuple[list[Point], tuple[Callable[[], Encode], ...]]] = {
-        f"one call of {args.points:,}": (points, (new_encoder, lambda: encode_client)),
+        f"one call of {args.points:,}": (points, (new_encoder, baseline)),
         f"calls of {args.batch:,}": (points, batches),
         f"calls of {args.batch:,}, tag sets shared": (share_tags(points), batches),
     }
@@ -138,18 +166,15 @@ def main() -> None:
 
     print(f"{args.points:,} request points, {args.rounds} alternating rounds, CPU time, medians")
     for mode in modes:
-        ours, client = times[mode, 0], times[mode, 1]
-        ratio = statistics.median(c / o for o, c in zip(ours, client, strict=True))
+        ours, other = times[mode, 0], times[mode, 1]
+        ratio = statistics.median(c / o for o, c in zip(ours, other, strict=True))
         print(f"  {mode}:")
-        for name, seconds in (
-            ("LineEncoder.encode_lines", ours),
-            ("influxdb_client.Point", client),
-        ):
+        for name, seconds in (("LineEncoder.encode_lines", ours), (baseline_name, other)):
             per_point = statistics.median(seconds) / args.points
             print(
                 f"    {name:26} {1 / per_point:>10,.0f} points/s  {per_point * 1e9:>6,.0f} ns/point"
             )
-        print(f"    ratio {ratio:.2f}x")
+        print(f"    ratio {ratio:.3f}x (baseline time / this time)")
 
 
 if __name__ == "__main__":

@@ -69,11 +69,10 @@ def test_add_encodes_lines() -> None:
 def test_unencodable_points_are_counted_not_buffered() -> None:
     buffer = Buffer(10)
     buffer.add([Point("m", 1, {}, {"x": None}), Point("m", 2, {}, {"x": object()})])
-    assert (len(buffer), buffer.encoder.points_without_fields, buffer.encoder.points_invalid) == (
-        0,
-        1,
-        1,
-    )
+    buffer.add([Point("m", None, {}, {"x": 1})])
+    encoder = buffer.encoder
+    assert (len(buffer), encoder.points_without_fields, encoder.points_invalid) == (0, 2, 1)
+    assert encoder.fields_dropped == 1
 
 
 def test_beyond_bound_the_oldest_are_dropped() -> None:

@@ -17,6 +17,7 @@ from test_writer import until
 
 from luna_monitoring.cli.check import run_check
 from luna_monitoring.cli.clickhouse_schema import schema_text
+from luna_monitoring.core.logs import worker_label
 from luna_monitoring.core.point import Point
 from luna_monitoring.core.schema import INT64_MAX, INT64_MIN, SERIES
 from luna_monitoring.core.settings import MonitoringConfigError, Settings
@@ -377,7 +378,7 @@ class TestErrors:
             f"'{clickhouse_db}' failed (HTTP 404: no database '{clickhouse_db}' (create_tables "
             "is false): create them with `python -m luna_monitoring clickhouse-schema | "
             "clickhouse-client --multiquery`, or set create_tables); points stay buffered "
-            "(20 now) and writes are retried with backoff"
+            f"(20 now) and writes are retried with backoff [{worker_label()}]"
         ]
 
     async def test_retry_after_a_partial_batch_stores_nothing_twice(

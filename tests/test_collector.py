@@ -7,6 +7,8 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import httpx
@@ -505,7 +507,8 @@ class TestMisuse:
         ("fields", "message"),
         [
             ({"detection_count": "3"}, "'detection_count' must be int, got str"),
-            ({"detection_count": 2.0}, "'detection_count' must be int, got float"),
+            ({"detection_count": 2.5}, "'detection_count' must be int, got float 2.5"),
+            ({"detection_count": Decimal("0.5")}, "'detection_count' must be int, got Decimal"),
             ({"detection_count": True}, "'detection_count' must be int, got bool"),
             ({"execution_time": "0.1"}, "'execution_time' must be float, got str"),
             ({"detection_count": 2**63}, "outside the int64 range"),
@@ -524,6 +527,21 @@ class TestMisuse:
         ):
             estimation.set(**fields)
         assert message in str(error.value)
+
+    def test_real_numbers_become_floats_and_integral_ones_ints(self):
+        """Decimal, Fraction and integral floats are numbers a field can take."""
+        collector = _collector()
+        with collector.estimation("face_detection", batch_size=1) as estimation:
+            estimation.set(detection_count=2.0, image_height=Decimal("3"), image_width=Fraction(8))
+            estimation.set(execution_time=Decimal("0.25"))
+        _task, (_, _, _, fields), _usages = collector.points(1.0)
+        assert fields == {
+            "detection_count": 2,
+            "image_height": 3,
+            "image_width": 8,
+            "execution_time": 0.25,
+        }
+        assert [type(v) for v in fields.values()] == [int, int, int, float]
 
     def test_none_nan_and_inf_fields_are_left_out_and_ints_become_floats(self):
         """Values that cannot be written are dropped (a NaN execution_time leaves the measured

@@ -140,6 +140,24 @@ class TestRuntime:
         await _until(lambda: len(plugin.points) == 2)
         assert plugin.points[0].fields["request_id"] == response.headers[HEADER]
 
+    async def test_record_leaves_out_fields_it_cannot_take_and_writes_the_rest(
+        self, new_app, serve_app, influx_db
+    ):
+        app = new_app()
+        app.config.MONITORING = influx_config(influx_db)
+        app.extend(extensions=[MonitoringExtension])
+        await serve_app(app)
+        fields = {"liveness_balance": "3", "warnings": '["low"]', "bogus": 1, "errors": "[]"}
+        app.ctx.monitoring.record("licensing", tags={"license_status": "warning"}, fields=fields)
+        assert await app.ctx.monitoring.flush()
+        [point] = influx_db.query("SELECT * FROM licensing")
+        assert (point["warnings"], point["errors"], "liveness_balance" in point) == (
+            '["low"]',
+            "[]",
+            False,
+        )
+        assert app.ctx.monitoring.stats["fields_dropped"] == 2
+
     async def test_hooks_are_a_subclass_of_the_apps_request_class(self, serve_app, influx_db):
         """No Sanic middleware: the app's own request class is extended, and still used."""
         Sanic.test_mode = True

@@ -287,25 +287,39 @@ class TestHandlerTagsAndFields:
             "request_id": "string",
         }
 
-    @pytest.mark.parametrize(
-        ("add", "kwargs", "message"),
-        [
-            (add_request_tags, {"route": "x"}, "set by the monitoring"),
-            (add_request_tags, {"status_code": 200}, "set by the monitoring"),
-            (add_request_tags, {"account": None}, "must be str"),
-            (add_request_tags, {"account": ["a"]}, "must be str"),
-            (add_request_fields, {"request_id": "x"}, "set by the monitoring"),
-            (add_request_fields, {"execution_time": 1.0}, "set by the monitoring"),
-            (add_request_fields, {"load_images_for_processing_time": "1"}, "must be float"),
-            (add_request_fields, {"decode_time": True}, "must be float"),
-            (add_request_fields, {"blob": b"x"}, "must be bool, int, float or str"),
-            (add_request_fields, {"count": 2**63}, "int64"),
-        ],
-    )
-    def test_bad_names_and_values_raise(self, add, kwargs, message):
-        request = SimpleNamespace(ctx=SimpleNamespace())
-        with pytest.raises(ValueError, match=message):
-            add(request, **kwargs)
+    async def test_values_that_cannot_be_written_are_left_out_and_counted(
+        self, served, influx_db, caplog
+    ):
+        """The request succeeds; its point keeps everything else; nothing else is minted."""
+        app, client = await served()
+        response = await client.post("/hostile")
+        [point] = await stored(app, influx_db, "requests")
+        assert response.status_code == 200
+        assert (point["route"], point["status_code"], point["service"]) == (
+            "POST:/hostile",
+            "200",
+            SERVICE,
+        )
+        assert (point["ok"], point["n"], point["ratio"], point["parts"]) == ("k", 4, 0.25, 1.5)
+        assert point["load_images_for_processing_time"] == 1.5
+        assert point["request_id"] == response.headers[HEADER]
+        assert point["injected"] == "boom\\ninjected,host=evil value=666 1"
+        assert tag_keys(influx_db, "requests") == {"service", "route", "status_code", "ok"}
+        assert set(field_types(influx_db, "requests")) == {
+            "execution_time",
+            "request_id",
+            "load_images_for_processing_time",
+            "injected",
+            "n",
+            "parts",
+            "ratio",
+        }
+        assert [row["name"] for row in influx_db.query("SHOW MEASUREMENTS")] == ["requests"]
+        stats = monitoring_of(app).stats
+        assert (stats["tags_dropped"], stats["fields_dropped"]) == (4, 5)
+        assert (stats["points_written"], stats["points_invalid"]) == (1, 0)
+        [warning] = [r for r in caplog.records if "left out" in r.getMessage()]
+        assert "left out 9 field(s) or tag(s)" in warning.getMessage()
 
     def test_unmonitored_request_is_left_alone(self):
         request = SimpleNamespace(ctx=SimpleNamespace())

@@ -28,6 +28,7 @@ from luna_monitoring.core.settings import Settings
 from luna_monitoring.storages import (
     Storage,
     WriteError,
+    make_encoder,
     make_storage,
     parse_retry_after,
     redactor,
@@ -62,6 +63,12 @@ async def failure(storage: Storage, body: bytes = b"m x=1i 1") -> WriteError:
 class TestMakeStorage:
     def test_version_2_is_influxdb_client(self) -> None:
         assert isinstance(make_storage(settings(version=2)), InfluxV2Storage)
+
+    @pytest.mark.parametrize("version", [1, 2])
+    def test_dialect_is_the_influx_dialect_setting(self, version: int) -> None:
+        assert make_encoder(settings(version=version)).dialect == "influxdb"
+        vm = settings(version=version, influx_dialect="victoriametrics")
+        assert make_encoder(vm).dialect == "victoriametrics"
 
     def test_version_1_is_write_endpoint(self) -> None:
         assert isinstance(make_storage(settings(version=1)), InfluxV1Storage)

@@ -135,6 +135,23 @@ class TestRealServers:
         assert victoria.count_points(series, "n") == 2000
         assert writer.stats["points_written"] == 2000
 
+    async def test_victoriametrics_dialect_keeps_an_injected_line_in_its_point(
+        self, make_writer: MakeWriter, victoria: VictoriaMetrics
+    ) -> None:
+        """The issue's attack: a string with a line break and a field key with a quote."""
+        series, now_ns = unique_name("w"), time.time_ns() // 10**6 * 10**6
+        injected = f"boom\ninjected_{series},host=evil value=666 {now_ns}"
+        config = {"port": victoria.port, "token": TOKEN, "influx_dialect": "victoriametrics"}
+        writer = await make_writer(**config)
+        feed(writer, [Point(series, now_ns, {"t": "C:\\dir\\"}, {"errors": injected, 'k"': 1})])
+        assert await writer.flush()
+        stored = victoria.export(f'{{__name__=~"{series}_.*|injected_{series}_.*"}}')
+        assert sorted((s["metric"]["__name__"], s["metric"]["t"]) for s in stored) == [
+            (f"{series}_errors", "C:\\dir\\"),
+            (f'{series}_k\\"', "C:\\dir\\"),
+        ]
+        assert writer.stats["points_written"] == 1
+
     async def test_v1_into_influxdb(
         self, make_writer: MakeWriter, influx_db: InfluxDatabase
     ) -> None:

@@ -1,50 +1,68 @@
-r"""The point model and its InfluxDB line-protocol encoding.
+r"""The point model and its InfluxDB line-protocol encoding, per target dialect.
 
-Escaping rules are data: one translate table per context, applied by one-line helpers.
-The encoder caches the escaped ``measurement,tags`` prefix of each distinct tag set and the
-``key=`` text of each field key, so a steady stream of request points costs one dict lookup
-for its series and tags, one per field key and one ``orjson`` call per float. Tags given as a
-``MappingProxyType`` (the read-only tag sets the request hooks and the collector share
-between points) are taken to be immutable: their prefix is also found by the mapping's
-identity, which spares building the tag-set key (0.3 µs of the 1.1 µs a request point
-costs).
+Escaping rules are data: one translate table or pattern per context and dialect, applied by
+one-line helpers. The encoder caches the escaped ``measurement,tags`` prefix of each distinct
+tag set and the ``key=`` text of each field key, so a steady stream of request points costs
+one dict lookup for its series and tags, one per field key and one ``orjson`` call per float.
+Tags given as a ``MappingProxyType`` (the read-only tag sets the request hooks and the
+collector share between points) are taken to be immutable: their prefix is also found by the
+mapping's identity, which spares building the tag-set key.
 
-Escaping: ``,`` and space in names get a backslash, and so does ``=`` except in the
-measurement; ``"`` and ``\`` get one inside string field values. ("Names" are the
-measurement, tag keys, tag values and field keys.)
+The guarantee: whatever the values, every point is written as exactly one line, which the
+target reads as that point and nothing else. Values are stored as given except for the
+changes listed here and in the README's table ("Line protocol: what each target stores"),
+measured against InfluxDB 1.6.7 and VictoriaMetrics 1.79 (the ``influxdb`` dialect is for
+InfluxDB 1.x and 2.x, the ``victoriametrics`` dialect for VictoriaMetrics' write APIs).
 
-What InfluxDB's parser cannot read back as written is changed, the same way every time:
+Both dialects:
 
-- Line breaks (``\n``, ``\r``) in names become spaces.
-- Backslashes right before ``,``, ``=``, space or ``"``, or at the end of a name, are removed:
-  InfluxDB would take the last of them for an escape (``a\,b`` -> ``a,b``, ``C:\dir\`` ->
-  ``C:\dir``).
-- Leading tabs and NUL characters of the measurement and of field keys are removed (InfluxDB
-  skips them).
-- A measurement that starts with ``#`` (which would make the line a comment) gets a backslash
-  before it; InfluxDB stores ``\#...``.
-- Text that is not Unicode (a lone surrogate) becomes ``?`` in :func:`join_lines`.
+- A line feed is written as the two characters ``\n`` everywhere (names and string values):
+  both servers end a line at every line feed, quoted or not. Carriage returns, tabs and
+  other text are written as they are.
+- In string field values ``"`` and ``\`` get a backslash; the servers store them as given.
+- A measurement that starts with ``#`` (a comment line) gets a backslash before it
+  (stored as ``\#...``); leading tabs and NUL characters of the measurement and of field
+  keys are removed (the servers skip them).
+- ``,`` and space get a backslash in names, and so does ``=`` in tag keys, tag values and
+  field keys.
 
-Everything else reads back from InfluxDB as it was written: other backslashes, tabs, quotes,
-``#`` and any non-ASCII text in names, and every character of string field values.
-(VictoriaMetrics reads two backslashes in a row in a name as one.)
+``influxdb`` (InfluxDB reads ``\\`` as two backslashes, and its line splitter pairs
+backslashes): backslashes at the end of a name, and in the measurement right before ``,``,
+space, ``=`` or ``"``, are removed; an odd run of backslashes right before a space in a tag
+key or tag value, or before ``,``, space or ``=`` in a field key, loses one backslash. ``"``
+in field keys gets a backslash (stored as ``"``). The tag key and field key ``time`` are left
+out (InfluxDB 1.x rejects the point, or drops the field).
+
+``victoriametrics`` (VictoriaMetrics reads ``\\`` as one backslash): every backslash in names
+is doubled, so names are stored as given, except that ``"`` in a field key is stored as
+``\"`` (a bare one loses the point). The tag key ``__name__`` is left out (VictoriaMetrics
+ignores it). A line longer than :data:`VM_MAX_LINE_BYTES` would fail the whole request: its
+string values, whose text VictoriaMetrics does not store anyway (it stores the number the
+text reads as, else 0), are cut to :data:`VM_MAX_STRING_CHARS` characters, and if it is still
+too long, the point is not written (``points_invalid``).
 
 Values: ``str`` -> ``"..."``, ``int`` -> ``<n>i`` (int64 only), ``float`` -> the shortest text
 that reads back exactly, ``bool`` -> ``true``/``false``; subclasses of these are written as
-their base type. Tags are sorted by key; an int, float or bool tag value is written as
-``str(value)``. A field that is ``None``, NaN or ±inf, and a tag whose value is ``None`` or
-whose key or value is empty after the changes above, are left out. A point left without
-fields is not written and is counted in ``points_without_fields``. A point is invalid, not
-written and counted in ``points_invalid`` when a field value has another type or an int is
-outside int64, a tag value is not str, int, float or bool, the time is not an int InfluxDB
-accepts (int64 but the two lowest values and the highest), the measurement or a field key is
-empty after the changes, or two tag keys or two field keys become the same.
+their base type; other integral numbers (``numbers.Integral``) as ints, ``Decimal``,
+``Fraction`` and other ``numbers.Real`` as floats. Tags are sorted by key; an int, float or
+bool tag value is written as ``str(value)``. A field that is ``None``, NaN or ±inf, and a tag
+whose value is ``None`` or whose key or value is empty after the changes above, are left out
+silently. A field or tag that cannot be written (another type, an int outside int64, a key
+that is empty after the changes, reserved, or the same as an earlier one's, a
+:class:`Dropped` value) is left out and counted in ``fields_dropped`` or ``tags_dropped``;
+the rest of the point is written. A point left without fields is not written and is counted
+in ``points_without_fields``; a point whose time is not an int InfluxDB accepts (int64 but
+the two lowest values and the highest), whose measurement is empty after the changes, or
+that is no ``(series, time_ns, tags, fields)`` of mappings, is counted in ``points_invalid``.
+Text that is not Unicode (a lone surrogate) becomes ``?`` in :func:`join_lines`.
 """
 
 from __future__ import annotations
 
+import numbers
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -55,6 +73,11 @@ from .schema import INT64_MAX, INT64_MIN
 
 MIN_TIME_NS, MAX_TIME_NS = INT64_MIN + 2, INT64_MAX - 1
 """The time range InfluxDB accepts."""
+VM_MAX_STRING_CHARS = 4096
+"""String values of a line too long for VictoriaMetrics (which stores no text) are cut to
+this length."""
+VM_MAX_LINE_BYTES = 256 * 1024
+"""VictoriaMetrics' ``-influx.maxLineSize`` default: a longer line fails the whole request."""
 
 
 class Point(NamedTuple):
@@ -78,44 +101,136 @@ def as_points(points: Iterable[PointTuple]) -> list[Point]:
     return [point if type(point) is Point else _new_point(Point, point) for point in points]
 
 
-_LINE_BREAKS = str.maketrans({"\n": " ", "\r": " "})
-_LOOSE_BACKSLASHES = re.compile(r'\\+(?=[, ="]|\Z)')
+class Dropped:
+    """A field or tag value left out on purpose, with the reason: the request hooks and
+    ``record()`` put it where a value could not be taken, and the encoder counts it in
+    ``fields_dropped`` or ``tags_dropped`` (plugins see it in the point).
+
+    >>> Dropped("requests: field 'size' must be int, got str 'big'")
+    Dropped("requests: field 'size' must be int, got str 'big'")
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Dropped({self.reason!r})"
+
+
+# -- names -------------------------------------------------------------------------------
+
 _SKIPPED_AT_START = "\t\0"
 _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ "})
 _KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
-_STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
+_FIELD_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", '"': '\\"'})
+_STRING = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": "\\n"})
+_VM_NAME = str.maketrans({"\\": "\\\\", ",": "\\,", "=": "\\=", " ": "\\ "})
+_VM_MEASUREMENT = str.maketrans({"\\": "\\\\", ",": "\\,", " ": "\\ "})
+_VM_FIELD_KEY = str.maketrans({"\\": "\\\\", ",": "\\,", "=": "\\=", " ": "\\ ", '"': '\\"'})
+
+_MEASUREMENT_LOOSE = re.compile(r'\\+(?=[, ="]|\Z)')
+_TRAILING = re.compile(r"\\+\Z")
+_ODD_BEFORE_SPACE = re.compile(r"(?<!\\)((?:\\\\)*)\\(?= )")
+_ODD_BEFORE_KEY_END = re.compile(r"(?<!\\)((?:\\\\)*)\\(?=[, =])")
 
 
-def _name(text: str) -> str:
-    """``text`` without line breaks and backslashes InfluxDB would take for escapes."""
-    return _LOOSE_BACKSLASHES.sub("", text.translate(_LINE_BREAKS))
+def _lf(text: str) -> str:
+    return text.replace("\n", "\\n")
 
 
-def escape_measurement(name: str) -> str:
-    """A measurement name as written (empty if nothing writable is left)."""
-    text = _name(name).lstrip(_SKIPPED_AT_START).translate(_MEASUREMENT)
+def _measurement(text: str) -> str:
     return "\\" + text if text.startswith("#") else text
 
 
-def escape_tag(text: str) -> str:
-    """A tag key or tag value as written (empty if nothing writable is left)."""
-    return _name(text).translate(_KEY)
+def influx_measurement(name: str) -> str:
+    """A measurement as written for InfluxDB (empty if nothing writable is left)."""
+    text = _MEASUREMENT_LOOSE.sub("", _lf(name)).lstrip(_SKIPPED_AT_START)
+    return _measurement(text.translate(_MEASUREMENT))
 
 
-def escape_field_key(name: str) -> str:
-    """A field key as written (empty if nothing writable is left)."""
-    return _name(name).lstrip(_SKIPPED_AT_START).translate(_KEY)
+def influx_tag(text: str) -> str:
+    """A tag key or tag value as written for InfluxDB (empty if nothing is left)."""
+    return _ODD_BEFORE_SPACE.sub(r"\1", _TRAILING.sub("", _lf(text))).translate(_KEY)
+
+
+def influx_field_key(name: str) -> str:
+    """A field key as written for InfluxDB (empty if nothing writable is left)."""
+    text = _TRAILING.sub("", _lf(name)).lstrip(_SKIPPED_AT_START)
+    return _ODD_BEFORE_KEY_END.sub(r"\1", text).translate(_FIELD_KEY)
+
+
+def vm_measurement(name: str) -> str:
+    """A measurement as written for VictoriaMetrics."""
+    return _measurement(_lf(name.lstrip(_SKIPPED_AT_START).translate(_VM_MEASUREMENT)))
+
+
+def vm_tag(text: str) -> str:
+    """A tag key or tag value as written for VictoriaMetrics."""
+    return _lf(text.translate(_VM_NAME))
+
+
+def vm_field_key(name: str) -> str:
+    """A field key as written for VictoriaMetrics."""
+    return _lf(name.lstrip(_SKIPPED_AT_START).translate(_VM_FIELD_KEY))
 
 
 def escape_string(text: str) -> str:
-    """A string field value as written between its double quotes."""
+    """A string field value as written between its double quotes (both dialects)."""
     return text.translate(_STRING)
 
 
-def _field_value(value: Any) -> str | None:
-    """A field value as written; ``None`` to leave the field out.
+class Dialect(NamedTuple):
+    """The line-protocol rules of one kind of target."""
 
-    Raises ``TypeError`` for an unsupported type, ``ValueError`` for an int outside int64.
+    name: str
+    measurement: Callable[[str], str]
+    tag: Callable[[str], str]
+    field_key: Callable[[str], str]
+    plain_field_key: dict[int, str]
+    """The field key table: a name it writes the same as :attr:`field_key` does is cached."""
+    reserved_tag_keys: frozenset[str]
+    reserved_field_keys: frozenset[str]
+    max_string_chars: int
+    max_line_bytes: int
+
+
+_UNBOUNDED = 2**62
+INFLUXDB = Dialect(
+    "influxdb",
+    influx_measurement,
+    influx_tag,
+    influx_field_key,
+    _FIELD_KEY,
+    frozenset({"time"}),
+    frozenset({"time"}),
+    _UNBOUNDED,
+    _UNBOUNDED,
+)
+VICTORIAMETRICS = Dialect(
+    "victoriametrics",
+    vm_measurement,
+    vm_tag,
+    vm_field_key,
+    _VM_FIELD_KEY,
+    frozenset({"__name__"}),
+    frozenset(),
+    VM_MAX_STRING_CHARS,
+    VM_MAX_LINE_BYTES,
+)
+DIALECTS: Mapping[str, Dialect] = MappingProxyType({d.name: d for d in (INFLUXDB, VICTORIAMETRICS)})
+"""The dialects by name: ``"influxdb"`` (InfluxDB 1.x and 2.x), ``"victoriametrics"``."""
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+def _field_value(value: Any, max_chars: int) -> str | None:
+    """A field value as written; ``None`` to leave the field out silently.
+
+    Raises ``TypeError`` for an unsupported type, ``ValueError``/``ArithmeticError`` for a
+    number that cannot be written.
     """
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -126,10 +241,25 @@ def _field_value(value: Any) -> str | None:
     if isinstance(value, float):
         return _dumps(float(value)).decode() if value - value == 0.0 else None
     if isinstance(value, str):
-        return f'"{escape_string(value)}"'
+        return f'"{escape_string(value[:max_chars])}"'
     if value is None:
         return None
-    raise TypeError(f"unsupported field value type {type(value).__name__}")
+    if isinstance(value, Dropped):
+        raise ValueError(value.reason)
+    if isinstance(value, numbers.Integral):
+        return _field_value(int(value), max_chars)
+    if isinstance(value, numbers.Real | Decimal):
+        return _field_value(float(value), max_chars)
+    raise TypeError(f"unsupported type {type(value).__name__}")
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "replace"))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 class _InvalidPoint(Exception):
@@ -137,30 +267,57 @@ class _InvalidPoint(Exception):
 
 
 class LineEncoder:
-    """Encodes points to line protocol; points that cannot be written are skipped and counted.
+    """Encodes points to line protocol in a target's dialect; what cannot be written is left
+    out and counted.
 
     ``points_without_fields`` counts points left with no field to write (all ``None``,
-    NaN or infinite); ``points_invalid`` counts points that cannot be written at all (see the
-    module docstring).
+    NaN or infinite, or dropped); ``points_invalid`` points that cannot be written at all;
+    ``fields_dropped`` and ``tags_dropped`` fields and tags left out of written points, the
+    last reason in ``last_dropped`` (see the module docstring).
 
     >>> LineEncoder().encode_lines([Point("requests", 1, {"route": "GET:/"}, {"n": 1})])
     ['requests,route=GET:/ n=1i 1']
     """
 
-    __slots__ = ("_field_keys", "_prefixes", "_shared", "points_invalid", "points_without_fields")
+    __slots__ = (
+        "_dialect",
+        "_field_keys",
+        "_max_line_chars",
+        "_max_string_chars",
+        "_prefixes",
+        "_shared",
+        "fields_dropped",
+        "last_dropped",
+        "points_invalid",
+        "points_without_fields",
+        "tags_dropped",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: str = "influxdb") -> None:
+        self._dialect = DIALECTS[dialect]
+        self._max_string_chars = self._dialect.max_string_chars
+        self._max_line_chars = self._dialect.max_line_bytes // 4  # longer ones are measured
         self._prefixes: dict[tuple, str] = {}
         self._shared: dict[int, tuple[MappingProxyType, str, str]] = {}  # id: tags, series, prefix
         self._field_keys: dict[str, str] = {}
         self.points_without_fields = 0
         self.points_invalid = 0
+        self.fields_dropped = 0
+        self.tags_dropped = 0
+        self.last_dropped = ""
+
+    @property
+    def dialect(self) -> str:
+        """The name of the dialect written."""
+        return self._dialect.name
 
     def encode_lines(self, points: Iterable[Point | tuple]) -> list[str]:
         """The lines of all points that can be written, in order; the rest are counted."""
         prefixes = self._prefixes
         shared = self._shared
         keys = self._field_keys
+        max_chars = self._max_line_chars
+        bounded = max_chars < _UNBOUNDED // 4  # checked first: len() costs 35 ns a point
         lines: list[str] = []
         append = lines.append
         for point in points:
@@ -185,7 +342,7 @@ class LineEncoder:
                             continue
                         line = f"{line}{sep}{keys[name]}{_dumps(value).decode()}"
                     elif kind is str:
-                        if '"' in value or "\\" in value:
+                        if '"' in value or "\\" in value or "\n" in value:
                             value = value.translate(_STRING)
                         line = f'{line}{sep}{keys[name]}"{value}"'
                     elif kind is int:
@@ -204,6 +361,7 @@ class LineEncoder:
                         sep == ","
                         and type(time_ns) is int
                         and MIN_TIME_NS <= time_ns <= MAX_TIME_NS
+                        and not (bounded and len(line) >= max_chars)
                     ):
                         append(f"{line} {time_ns}")
                         continue
@@ -215,51 +373,101 @@ class LineEncoder:
         return lines
 
     def _encode_point(self, point: Any) -> str | None:
-        """Encode one point with every check, filling the caches; count what is skipped."""
+        """Encode one point with every check, filling the caches; count what is left out."""
         try:
             series, time_ns, tags, fields = point
             if type(time_ns) is not int or not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
                 raise _InvalidPoint
             prefix = self._prefix(series, tags)
-            parts = {}
-            for name, value in fields.items():
-                text = _field_value(value)
-                if text is not None:
-                    key = self._field_key(name)
-                    if key in parts:
-                        raise _InvalidPoint
-                    parts[key] = text
+            items = fields.items()
         except (_InvalidPoint, TypeError, ValueError, AttributeError):
             self.points_invalid += 1
             return None
-        if not parts:
+        line = self._line(series, time_ns, prefix, items, _UNBOUNDED)
+        if line is None:
             self.points_without_fields += 1
+            return None
+        dialect = self._dialect
+        if len(line) >= self._max_line_chars and _utf8_length(line) >= dialect.max_line_bytes:
+            line = self._line(series, time_ns, prefix, items, dialect.max_string_chars, False)
+            if line is None or _utf8_length(line) >= dialect.max_line_bytes:
+                self.points_invalid += 1
+                return None
+        return line
+
+    def _line(
+        self,
+        series: str,
+        time_ns: int,
+        prefix: str,
+        items: Iterable[tuple[Any, Any]],
+        max_chars: int,
+        count: bool = True,
+    ) -> str | None:
+        """The line of a point, string values cut to ``max_chars``; ``None`` without fields.
+        Fields left out are counted if ``count``."""
+        parts: dict[str, str] = {}
+        for name, value in items:
+            try:
+                text = _field_value(value, max_chars)
+                if text is None:
+                    continue
+                key = self._field_key(name)
+                if key in parts:
+                    raise ValueError(f"written as {key[:-1]!r} like an earlier field")
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                if count:
+                    self._drop("field", series, name, value, exc)
+                continue
+            parts[key] = text
+        if not parts:
             return None
         return f"{prefix} {','.join(key + text for key, text in parts.items())} {time_ns}"
 
+    def _drop(self, what: str, series: Any, name: Any, value: Any, exc: Exception) -> None:
+        """Count a field or tag left out of a point, and keep why."""
+        if what == "field":
+            self.fields_dropped += 1
+        else:
+            self.tags_dropped += 1
+        reason = exc.args[0] if exc.args else type(exc).__name__
+        if not isinstance(value, Dropped):
+            reason = f"{_short(series)}: {what} {_short(name)} = {_short(value)}: {reason}"
+        self.last_dropped = reason
+
     def _prefix(self, series: Any, tags: Any) -> str:
-        """The escaped ``measurement,tags`` of a point, cached when all its names are str."""
+        """The escaped ``measurement,tags`` of a point, cached when nothing was left out."""
         if not isinstance(series, str):
             raise _InvalidPoint
-        measurement = escape_measurement(series)
+        dialect = self._dialect
+        measurement = dialect.measurement(series)
         if not measurement:
             raise _InvalidPoint
         cacheable = True
-        escaped = {}
+        escaped: dict[str, str] = {}
         for key, value in tags.items():
             if value is None:
                 continue
-            if not isinstance(value, str):
-                if not isinstance(value, int | float):
-                    raise _InvalidPoint
-                value = str(value)
-                cacheable = False
-            if not isinstance(key, str):
-                raise _InvalidPoint
-            tag_key, tag_value = escape_tag(key), escape_tag(value)
-            if tag_key and tag_value:
+            try:
+                if isinstance(value, Dropped):
+                    raise ValueError(value.reason)
+                if not isinstance(key, str):
+                    raise TypeError(f"key of type {type(key).__name__}")
+                if not isinstance(value, str):
+                    if not isinstance(value, int | float):
+                        raise TypeError(f"unsupported type {type(value).__name__}")
+                    value = str(value)
+                    cacheable = False
+                tag_key, tag_value = dialect.tag(key), dialect.tag(value)
+                if tag_key in dialect.reserved_tag_keys:
+                    raise ValueError(f"{tag_key!r} is reserved by the {dialect.name} target")
                 if tag_key in escaped:
-                    raise _InvalidPoint
+                    raise ValueError(f"written as {tag_key!r} like an earlier tag")
+            except (TypeError, ValueError) as exc:
+                self._drop("tag", series, key, value, exc)
+                cacheable = False
+                continue
+            if tag_key and tag_value:
                 escaped[tag_key] = tag_value
         prefix = ",".join([measurement, *(f"{k}={v}" for k, v in sorted(escaped.items()))])
         if cacheable:
@@ -269,11 +477,14 @@ class LineEncoder:
     def _field_key(self, name: Any) -> str:
         """``key=`` for a field name, cached when the name is written unchanged."""
         if not isinstance(name, str):
-            raise _InvalidPoint
-        key = escape_field_key(name)
+            raise TypeError(f"key of type {type(name).__name__}")
+        dialect = self._dialect
+        key = dialect.field_key(name)
         if not key:
-            raise _InvalidPoint
-        if key == name.translate(_KEY):  # nothing changed: no other name can become this key
+            raise ValueError("empty key")
+        if key in dialect.reserved_field_keys:
+            raise ValueError(f"{key!r} is reserved by the {dialect.name} target")
+        if key == name.translate(dialect.plain_field_key):  # no other name becomes this key
             with_room(self._field_keys)[name] = key + "="
         return key + "="
 

@@ -20,7 +20,9 @@ same points:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Collection, Hashable
+from decimal import Decimal
 from time import perf_counter
 from types import MappingProxyType
 from typing import Any
@@ -29,7 +31,7 @@ from multidict import istr
 from orjson import loads
 
 from .caches import with_room
-from .point import PointTuple
+from .point import Dropped, PointTuple
 from .request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
 from .schema import SERIES, field_value, tag_value
 from .settings import Settings
@@ -46,6 +48,7 @@ _RESERVED_TAGS = frozenset(("service", *SERIES["requests"].tags))
 _RESERVED_FIELDS = frozenset(("request_id", "execution_time"))
 _FIELD_TYPES = SERIES["requests"].fields
 _EXCLUDED = ()  # cache entry of a route that emits no points
+_REAL = (numbers.Real, Decimal)
 
 
 def _never(route: str) -> bool:
@@ -179,14 +182,20 @@ def add_request_tags(request: Any, **tags: str | int | float | bool) -> None:
 
     >>> add_request_tags(request, account="7", api_version=6)
 
-    ``ValueError`` for a value of another type or a tag the point sets itself (``service``,
-    ``route``, ``status_code``). Keep the values few: each distinct tag set is a series.
+    Values are str, int, float, bool or other real numbers (``Decimal``, ...). Never raises:
+    a tag of another type, or one the point sets itself (``service``, ``route``,
+    ``status_code``), is left out and counted in ``stats["tags_dropped"]``, with a
+    rate-limited warning. Keep the values few: each distinct tag set is a series.
     """
-    checked = {}
+    checked: dict[str, Any] = {}
     for key, value in tags.items():
         if key in _RESERVED_TAGS:
-            raise ValueError(f"requests: tag {key!r} is set by the monitoring itself")
-        checked[key] = tag_value("requests", key, value)
+            _dropped(checked, key, f"requests: tag {key!r} is set by the monitoring itself")
+            continue
+        try:
+            checked[key] = tag_value("requests", key, value)
+        except ValueError as exc:
+            checked[key] = Dropped(str(exc))
     _add(request, 0, checked)
 
 
@@ -197,31 +206,44 @@ def add_request_fields(request: Any, **fields: Any) -> None:
 
     Fields of the ``requests`` series have their declared type
     (``load_images_for_processing_time``: float seconds). Other names keep the type of their
-    value (bool, int, float or str), except ``*_time`` names, which are float seconds; keep
-    each name's type the same on every request (InfluxDB rejects a field whose type
-    changes). ``None``, NaN and infinite values are left out. ``ValueError`` for any other
-    type, an int beyond int64, or ``request_id`` / ``execution_time``.
+    value (bool, int, float or str; other real numbers such as ``Decimal`` are written as
+    floats), except ``*_time`` names, which are float seconds; keep each name's type the
+    same on every request (InfluxDB rejects a field whose type changes). ``None``, NaN and
+    infinite values are left out. Never raises: a field of another type, an int beyond
+    int64, or ``request_id`` / ``execution_time`` is left out and counted in
+    ``stats["fields_dropped"]``, with a rate-limited warning.
     """
-    checked = {}
+    checked: dict[str, Any] = {}
     for key, value in fields.items():
-        converted = _request_field(key, value)
+        if key in _RESERVED_FIELDS:
+            _dropped(checked, key, f"requests: field {key!r} is set by the monitoring itself")
+            continue
+        try:
+            converted = _request_field(key, value)
+        except ValueError as exc:
+            converted = Dropped(str(exc))
         if converted is not None:
             checked[key] = converted
     _add(request, 1, checked)
 
 
+def _dropped(items: dict, name: str, reason: str) -> None:
+    """Count a reserved name in ``items`` without touching the point's own value of it."""
+    items[f"\0{name}"] = Dropped(reason)
+
+
 def _request_field(key: str, value: Any) -> Any:
-    if key in _RESERVED_FIELDS:
-        raise ValueError(f"requests: field {key!r} is set by the monitoring itself")
     if value is None:
         return None
     expected = _FIELD_TYPES.get(key) or (float if key.endswith("_time") else type(value))
     if expected is bool:
         return value
+    if expected not in (int, float, str) and isinstance(value, _REAL):
+        expected = int if isinstance(value, numbers.Integral) else float
     if expected not in (int, float, str):
         raise ValueError(
             f"requests: field {key!r} must be bool, int, float or str, "
-            f"got {type(value).__name__} {value!r}"
+            f"got {type(value).__name__} {value!r:.80}"
         )
     return field_value("requests", key, value, expected)
 

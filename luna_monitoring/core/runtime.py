@@ -10,7 +10,7 @@ from typing import Any
 
 from .clock import UniqueClock
 from .licensing import license_tags_and_fields
-from .point import Point
+from .point import Dropped, Point
 from .schema import Kind, Series, get_series
 from .settings import Settings
 from .writer import Writer
@@ -99,12 +99,16 @@ class Monitoring:
         fields: Mapping[str, Any] | None = None,
         time_ns: int | None = None,
     ) -> None:
-        """Validate and buffer one point of any series, built-in or in ``custom_series``;
-        ``ValueError`` on misuse."""
+        """Validate and buffer one point of any series, built-in or in ``custom_series``.
+
+        ``ValueError`` for an unknown series, a missing or unknown tag or a bad ``time_ns``. A
+        field that cannot be written (unknown, of another type, out of range) is left out and
+        counted in ``stats["fields_dropped"]``, with a rate-limited warning.
+        """
         spec = self.settings.custom_series.get(series) or _built_in(series, self.settings)
         checked_tags = spec.check_tags(tags or {}, extra_allowed=spec.kind is Kind.REQUEST)
         checked_tags["service"] = self.service
-        checked_fields = spec.check_fields(fields or {})
+        checked_fields = spec.check_fields(fields or {}, drop=Dropped)
         if time_ns is None:
             time_ns = self.clock.now_ns()
         elif type(time_ns) is not int or time_ns < 0:
@@ -119,7 +123,8 @@ class Monitoring:
         warnings: Iterable[str] = (),
         errors: Iterable[str] = (),
     ) -> None:
-        """Buffer a ``licensing`` point (status ``"warning"`` or ``"error"``).
+        """Buffer a ``licensing`` point (status ``"warning"`` or ``"error"``); ``ValueError``
+        for any argument of another type.
 
         >>> app.ctx.monitoring.report_license("warning", liveness_balance=10,
         ...                                   warnings=["liveness balance is low"])
@@ -127,6 +132,7 @@ class Monitoring:
         tags, fields = license_tags_and_fields(
             status, liveness_balance=liveness_balance, warnings=warnings, errors=errors
         )
+        get_series("licensing").check_fields(fields)  # its own arguments: ValueError at the call
         self.record("licensing", tags=tags, fields=fields)
 
     async def flush(self) -> bool:

@@ -8,8 +8,10 @@ series reference all read ``SERIES``.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -54,29 +56,37 @@ class Series:
             result[key] = tag_value(self.name, key, value)
         return result
 
-    def check_fields(self, values: Mapping[str, Any]) -> dict:
-        """Return fields converted to their declared types; raise ``ValueError`` on misuse.
+    def check_fields(self, values: Mapping[str, Any], *, drop: type | None = None) -> dict:
+        """Return fields converted to their declared types; raise ``ValueError`` on misuse,
+        or with ``drop`` given, put ``drop(message)`` in the field's place instead.
 
         ``None``, NaN and infinite values are dropped: they are never written.
         """
         result = {}
         for key, value in values.items():
-            expected = self.fields.get(key)
-            if expected is None:
-                raise ValueError(
-                    f"{self.name}: unknown field {key!r}; valid fields: {', '.join(self.fields)}"
-                )
-            converted = field_value(self.name, key, value, expected)
+            try:
+                expected = self.fields.get(key)
+                if expected is None:
+                    raise ValueError(
+                        f"{self.name}: unknown field {key!r}; "
+                        f"valid fields: {', '.join(self.fields)}"
+                    )
+                converted = field_value(self.name, key, value, expected)
+            except ValueError as exc:
+                if drop is None:
+                    raise
+                converted = drop(str(exc))
             if converted is not None:
                 result[key] = converted
         return result
 
 
 def tag_value(series: str, key: str, value: Any) -> str:
-    """A tag value as written: ``str(value)`` of a str, int, float or bool."""
+    """A tag value as written: ``str(value)`` of a str, int, float, bool or other real number
+    (``Decimal``, ``Fraction``, ...)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | numbers.Real | Decimal):
         return str(value)
     raise ValueError(
         f"{series}: tag {key!r} must be str, int, float or bool, got {type(value).__name__}"
@@ -84,7 +94,12 @@ def tag_value(series: str, key: str, value: Any) -> str:
 
 
 def field_value(series: str, key: str, value: Any, expected: type) -> Any:
-    """``value`` as the field's declared type, or ``None`` when it is not to be written."""
+    """``value`` as the field's declared type, or ``None`` when it is not to be written.
+
+    A float field takes any real number (``int``, ``Decimal``, ``Fraction``, ...) as a float;
+    an int field any real number with an integral value, as an int. ``ValueError`` for
+    another type, a fraction for an int field, or an int outside int64.
+    """
     if value is None:
         return None
     kind = type(value)
@@ -97,11 +112,29 @@ def field_value(series: str, key: str, value: Any, expected: type) -> Any:
         raise ValueError(f"{series}: field {key!r} = {value} is outside the int64 range")
     if expected is str and kind is str:
         return value
-    if expected is int and kind is float and not math.isfinite(value):
-        return None
+    if expected in (int, float) and kind is not bool and isinstance(value, _REAL):
+        return _real(series, key, value, expected)
     raise ValueError(
-        f"{series}: field {key!r} must be {expected.__name__}, got {kind.__name__} {value!r}"
+        f"{series}: field {key!r} must be {expected.__name__}, got {kind.__name__} {value!r:.80}"
     )
+
+
+_REAL = (numbers.Real, Decimal)
+
+
+def _real(series: str, key: str, value: Any, expected: type) -> Any:
+    """A real number (not a bool) as a float, or as an int when it is integral."""
+    try:
+        number = float(value)
+    except (ArithmeticError, ValueError) as exc:  # Fraction beyond float, Decimal sNaN
+        raise ValueError(f"{series}: field {key!r} = {value!r:.80}: {exc}") from None
+    if not math.isfinite(number):
+        return None
+    if expected is float:
+        return number
+    if value != int(value):
+        raise ValueError(f"{series}: field {key!r} must be int, got {type(value).__name__} {value}")
+    return field_value(series, key, int(value), int)
 
 
 def _fields(*names: str) -> Mapping[str, type]:

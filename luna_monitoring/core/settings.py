@@ -349,6 +349,12 @@ _KEYS: dict[str, _Key] = {
         _instance_offset,
         "timestamp residue of worker 0 (mod 1024), see Workers",
     ),
+    "influx_dialect": _Key(
+        _STR,
+        "influxdb",
+        _one_of("influxdb", "victoriametrics"),
+        'line-protocol rules of the target: "influxdb" or "victoriametrics"',
+    ),
 }
 _STORAGE_DEFAULTS = {"clickhouse": {"port": 8123}}
 """Defaults that differ by ``storage_type``."""
@@ -394,6 +400,7 @@ class Settings:
     create_tables: bool = True
     custom_series: Mapping[str, Series] = field(default_factory=lambda: MappingProxyType({}))
     instance_offset: int | str = "random"
+    influx_dialect: str = "influxdb"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:

@@ -104,6 +104,8 @@ class Writer:
         self._retries = 0
         self._sink_errors = 0
         self._logged_dropped = 0
+        self._logged_left_out = 0
+        self._left_out_warning = LogThrottle()
         self._drop_warning = LogThrottle()
         self._reject_warning = LogThrottle()
         self._sink_warning = LogThrottle()
@@ -119,6 +121,8 @@ class Writer:
         Every point appended is in exactly one of ``points_buffered``, ``points_written``,
         ``points_dropped`` (buffer full), ``points_rejected`` (refused by the server as bad
         data or too large), ``points_invalid`` or ``points_without_fields`` (not encodable).
+        ``fields_dropped`` and ``tags_dropped`` count fields and tags left out of written
+        points because they cannot be written (see :mod:`luna_monitoring.core.point`).
         """
         buffer = self._buffer
         return {
@@ -128,6 +132,8 @@ class Writer:
             "points_rejected": buffer.rejected,
             "points_invalid": buffer.encoder.points_invalid,
             "points_without_fields": buffer.encoder.points_without_fields,
+            "fields_dropped": buffer.encoder.fields_dropped,
+            "tags_dropped": buffer.encoder.tags_dropped,
             "write_errors": self._write_errors,
             "retries": self._retries,
             "sink_errors": self._sink_errors,
@@ -238,6 +244,7 @@ class Writer:
                 self._sink_errors += 1
                 self._sink_failed(sink, exc)
         buffer.add(points)
+        self._warn_left_out()
         dropped = buffer.dropped - self._logged_dropped
         if dropped:
             self._logged_dropped = buffer.dropped
@@ -251,6 +258,22 @@ class Writer:
                     buffer.dropped,
                 )
         return buffer.raw > 0
+
+    def _warn_left_out(self) -> None:
+        """A rate-limited warning for fields and tags the encoder left out."""
+        encoder = self._buffer.encoder
+        total = encoder.fields_dropped + encoder.tags_dropped
+        if total == self._logged_left_out:
+            return
+        count, self._logged_left_out = total - self._logged_left_out, total
+        if self._left_out_warning.ready(asyncio.get_running_loop().time(), count):
+            logger.warning(
+                "monitoring: left out %d field(s) or tag(s) that cannot be written (%d in all; "
+                "the rest of each point is written), the last: %s",
+                self._left_out_warning.take(),
+                total,
+                encoder.last_dropped,
+            )
 
     def _sink_failed(self, sink: Sink, exc: Exception) -> None:
         if self._sink_warning.ready(asyncio.get_running_loop().time()):

@@ -70,7 +70,12 @@ def misconfiguration(error: WriteError, settings: Settings) -> str | None:
 
     A missing database, bucket, organization or retention policy, or no write endpoint at
     the URL (``version`` 2 against InfluxDB 1.x before 1.8): retrying fixes none of them.
+    ClickHouse's missing database or tables are not among them: the storage's message names
+    the fix, and they are retried as usual, since ``create_tables`` or an operator applying
+    ``clickhouse-schema`` makes them appear while the service runs.
     """
+    if settings.storage_type == "clickhouse":
+        return None
     status, text = error.status, error.message.lower()
     v2 = settings.version == 2
     if status == 404 and "page not found" in text:
@@ -121,7 +126,7 @@ def make_encoder(settings: Settings) -> LineEncoder | RowEncoder:
     """
     if settings.storage_type == "clickhouse":
         return RowEncoder(settings.table_prefix)
-    return LineEncoder()
+    return LineEncoder(settings.influx_dialect)
 
 
 async def encode_body(body: bytes, compress: bool) -> bytes:

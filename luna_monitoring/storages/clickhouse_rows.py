@@ -20,6 +20,9 @@ What is written (the rest as for line protocol, see :mod:`luna_monitoring.core.p
   a str, is invalid and counted in ``points_invalid``; a point left without fields is counted
   in ``points_without_fields``. Both are not written, as for InfluxDB.
 - Text that is not Unicode (a lone surrogate) becomes ``?``.
+- A :class:`~luna_monitoring.core.point.Dropped` value (one the request hooks or ``record()``
+  could not take) is left out and counted in ``fields_dropped`` or ``tags_dropped``, the
+  reason in ``last_dropped``, as for InfluxDB.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from orjson import JSONEncodeError
 from orjson import dumps as _dumps
 
+from ..core.point import Dropped
 from ..core.schema import INT64_MAX, INT64_MIN, tag_value
 from .clickhouse_tables import EXTRA_TAGS, EXTRAS, Table, tables
 
@@ -55,12 +59,22 @@ class RowEncoder:
     ['requests\\t{"time":1,"route":"GET:/","extra_ints.key":["n"],"extra_ints.value":[1]}']
     """
 
-    __slots__ = ("_tables", "points_invalid", "points_without_fields")
+    __slots__ = (
+        "_tables",
+        "fields_dropped",
+        "last_dropped",
+        "points_invalid",
+        "points_without_fields",
+        "tags_dropped",
+    )
 
     def __init__(self, table_prefix: str = "") -> None:
         self._tables: dict[str, Table] = tables(table_prefix)
         self.points_invalid = 0
         self.points_without_fields = 0
+        self.fields_dropped = 0
+        self.tags_dropped = 0
+        self.last_dropped = ""
 
     def encode_lines(self, points: Iterable[Any]) -> list[str]:
         """The lines of all points that can be written, in order; the rest are counted."""
@@ -89,6 +103,10 @@ class RowEncoder:
         for key, value in tags.items():
             if value is None:
                 continue
+            if type(value) is Dropped:
+                self.tags_dropped += 1
+                self.last_dropped = value.reason
+                continue
             if not isinstance(value, str):
                 value = tag_value(series, key, value)  # ValueError unless int, float or bool
             if not isinstance(key, str):
@@ -102,6 +120,10 @@ class RowEncoder:
         written = 0
         for key, value in fields.items():
             if value is None:
+                continue
+            if type(value) is Dropped:
+                self.fields_dropped += 1
+                self.last_dropped = value.reason
                 continue
             kind = columns.get(key)
             if kind is type(value) and (kind is str or (kind is float and not value - value)):

@@ -16,6 +16,8 @@ import json
 import os
 import re
 import sys
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from luna_monitoring import (
@@ -73,6 +75,16 @@ def tag_request(request: Any) -> None:
     add_request_fields(request, skipped=None, nan_time=float("nan"))
 
 
+def tag_hostile(request: Any) -> None:
+    """Every value add_request_tags/fields cannot take, next to good ones."""
+    add_request_tags(request, route="x", status_code=200, none=None, listed=["a"], ok="k")
+    add_request_fields(request, request_id="x", execution_time=1.0, blob=b"x")
+    add_request_fields(request, load_images_for_processing_time="1", decode_time=True)
+    add_request_fields(request, count=2**63, ratio=Decimal("0.25"), parts=Fraction(3, 2))
+    add_request_fields(request, load_images_for_processing_time=Decimal("1.5"), n=4)  # replaces
+    add_request_fields(request, injected="boom\ninjected,host=evil value=666 1")
+
+
 def _shared_routes(app: Any) -> None:
     """The routes written once for both frameworks (through :func:`route`)."""
 
@@ -88,6 +100,11 @@ def _shared_routes(app: Any) -> None:
     @route(app, "POST", "/sdk")
     async def sdk(request):
         tag_request(request)
+        return {}
+
+    @route(app, "POST", "/hostile")
+    async def hostile(request):
+        tag_hostile(request)
         return {}
 
     @route(app, "GET", "/health")
