@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import sys
+import threading
 import time
 
 import pytest
@@ -50,3 +52,28 @@ def test_residue_kept_for_large_stride():
     values = [clock.now_ns() for _ in range(10_000)]
     assert {v % 1024 for v in values} == {1000}
     assert all(b > a for a, b in itertools.pairwise(values))
+
+
+def test_threads_sharing_a_clock_never_get_the_same_value():
+    """Handlers' threads share their worker's clock: every value is still unique."""
+    clock = UniqueClock(3, 1024)
+    values: list[list[int]] = [[] for _ in range(8)]
+
+    def take(out: list[int]) -> None:
+        now_ns = clock.now_ns
+        for _ in range(50_000):
+            out.append(now_ns())
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # hand the GIL over as often as CPython can
+    try:
+        threads = [threading.Thread(target=take, args=(out,)) for out in values]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    every = [value for out in values for value in out]
+    assert len(set(every)) == len(every) == 400_000
+    assert all(value % 1024 == 3 for value in every)

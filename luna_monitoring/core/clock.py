@@ -6,6 +6,11 @@ same three silently replaces the first. Every timestamp a worker hands out comes
 disjoint residues (``offset`` modulo ``stride``), so their timestamps never collide either.
 A value is the wall clock with its low bits replaced by the residue: it may be up to
 ``stride - 1`` ns ahead of the wall clock (1 µs for the workers' stride).
+
+Handlers' threads (``asyncio.to_thread``) share their worker's clock. :meth:`UniqueClock.now_ns`
+needs no lock for that: between reading the last value and storing the new one there is no
+call and no backward jump, the only places where CPython's GIL hands over to another thread
+(``tests/test_clock.py`` checks it with eight threads switching every microsecond).
 """
 
 from __future__ import annotations
