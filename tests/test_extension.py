@@ -266,6 +266,12 @@ class TestInstanceOffset:
         assert max(draws.values()) < 60  # expected 19.5 each
 
 
+_SANIC_MANAGER_RACE = "TypeError: 'NoneType' object is not a mapping"
+"""Sanic 25.12's main process, on a signal that arrives while it syncs its workers' states,
+sometimes fails with this (in ``sanic/worker/process.py``) after the workers stopped; the
+workers' graceful stop, which these tests check, has run by then."""
+
+
 class TestWorkers:
     @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
     def test_every_worker_monitors_and_a_graceful_stop_loses_nothing(
@@ -277,7 +283,8 @@ class TestWorkers:
             served = service.requests_until_both_workers_served(least=200, most=1000)
         finally:
             service.proc.send_signal(stop_signal)
-            assert service.wait(60) == 0, service.log()
+            code = service.wait(60)
+            assert code == 0 or _SANIC_MANAGER_RACE in service.log(), service.log()
         points = influx_db.query('SELECT * FROM "requests"')
         assert len(points) == len(served)
         assert {p["request_id"]: p["route"] for p in points} == {rid: "GET:/pid" for rid in served}
@@ -505,7 +512,7 @@ class TestCustomSeries:
         assert influx_db.query('SELECT * FROM "cache_lookup"') == [
             {
                 "time": influx_db.query('SELECT * FROM "cache_lookup"')[0]["time"],
-                "cache": 'faces "L1", ß',
+                "cache": 'faces "L1",\\nß',
                 "hits": 3,
                 "key": "k\\1",
                 "latency": 2.0,
@@ -532,16 +539,6 @@ class TestCustomSeries:
                 {"hits": 1},
                 "cache_lookup: unknown tag 'zone'; valid tags: cache",
             ),
-            (
-                {"cache": "a"},
-                {"hit": 1},
-                "cache_lookup: unknown field 'hit'; valid fields: hits, latency, key",
-            ),
-            (
-                {"cache": "a"},
-                {"hits": 1.5},
-                "cache_lookup: field 'hits' must be int, got float 1.5",
-            ),
         ],
     )
     async def test_validated_like_the_built_in_series(
@@ -554,6 +551,30 @@ class TestCustomSeries:
         with pytest.raises(ValueError) as info:
             app.ctx.monitoring.record("cache_lookup", tags=tags, fields=fields)
         assert str(info.value) == message
+
+    @pytest.mark.parametrize(
+        ("fields", "reason"),
+        [
+            ({"hit": 1}, "cache_lookup: unknown field 'hit'; valid fields: hits, latency, key"),
+            ({"hits": 1.5}, "cache_lookup: field 'hits' must be int, got float 1.5"),
+        ],
+    )
+    async def test_a_field_it_cannot_take_is_left_out_and_counted(
+        self, new_app, serve_app, influx_db, fields, reason, caplog
+    ):
+        """As for built-in series, ``record()`` never raises over a field value."""
+        app = new_app()
+        app.config.MONITORING = influx_config(influx_db, custom_series=CACHE_SERIES)
+        app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
+        await serve_app(app)
+        monitoring = app.ctx.monitoring
+        monitoring.record("cache_lookup", tags={"cache": "a"}, fields={**fields, "latency": 1})
+        assert await monitoring.flush()
+        [point] = influx_db.query('SELECT * FROM "cache_lookup"')
+        assert (point["latency"], point.get("hits")) == (1.0, None)
+        assert monitoring.stats["fields_dropped"] == 1
+        [warning] = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+        assert f"the last: {reason} [" in warning
 
     async def test_unknown_series_names_the_custom_ones_too(self, new_app, serve_app, influx_db):
         app = new_app()
