@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import random
+import shutil
+import subprocess
+import sys
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 from sanic import Sanic
@@ -256,3 +261,34 @@ def clickhouse_cluster() -> Iterator[ClickHouseCluster]:
     """Two ClickHouse servers, each a shard of the cluster ``ClickHouseCluster.NAME``."""
     with ClickHouseCluster() as cluster:
         yield cluster
+
+
+class BuiltWheel(NamedTuple):
+    """The package's wheel as ``pip wheel`` builds it, and what pip printed."""
+
+    names: frozenset[str]
+    metadata: str
+    output: str
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> BuiltWheel:
+    """The wheel built once from a copy of the sources (so that the checkout stays clean)."""
+    root = Path(__file__).resolve().parent.parent
+    work = tmp_path_factory.mktemp("wheel")
+    source = work / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for package in ("luna_monitoring", "example_app"):
+        shutil.copytree(root / package, source / package, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+         str(work / "dist"), str(source)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    [wheel] = (work / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = frozenset(archive.namelist())
+        [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
+        return BuiltWheel(names, archive.read(metadata).decode(), built.stdout + built.stderr)

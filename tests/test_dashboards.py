@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
 import urllib.error
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -674,35 +672,9 @@ def test_command_needs_no_generator_dependency(tmp_path):
 # --- shipped in the package ---------------------------------------------------------------
 
 
-def test_wheel_ships_the_dashboards_and_provisioning(tmp_path):
+def test_wheel_ships_the_dashboards_and_provisioning(built_wheel):
     """``pip install`` brings the JSON and YAML files (package data), not the generator."""
-    source = tmp_path / "src"
-    shutil.copytree(
-        ROOT / "luna_monitoring",
-        source / "luna_monitoring",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path / "dist"),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = (tmp_path / "dist").glob("*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    names = built_wheel.names
     for name in dashboard_names():
         assert f"luna_monitoring/dashboards/{name}" in names
     for name in ("datasource.yaml", "dashboards.yaml"):

@@ -492,6 +492,19 @@ CACHE_SERIES = {
 class TestCustomSeries:
     """A series of the service's own, declared in ``custom_series``, written by ``record``."""
 
+    @pytest.fixture
+    def cache_app(self, new_app, serve_app, influx_db):
+        """``await cache_app()`` -> a served app declaring ``cache_lookup``."""
+
+        async def make():
+            app = new_app()
+            app.config.MONITORING = influx_config(influx_db, custom_series=CACHE_SERIES)
+            app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
+            await serve_app(app)
+            return app
+
+        return make
+
     async def test_recorded_typed_in_influxdb_given_to_plugins_ignored_by_prometheus(
         self, new_app, serve_app, influx_db
     ):
@@ -541,13 +554,8 @@ class TestCustomSeries:
             ),
         ],
     )
-    async def test_validated_like_the_built_in_series(
-        self, new_app, serve_app, influx_db, tags, fields, message
-    ):
-        app = new_app()
-        app.config.MONITORING = influx_config(influx_db, custom_series=CACHE_SERIES)
-        app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
-        await serve_app(app)
+    async def test_validated_like_the_built_in_series(self, cache_app, tags, fields, message):
+        app = await cache_app()
         with pytest.raises(ValueError) as info:
             app.ctx.monitoring.record("cache_lookup", tags=tags, fields=fields)
         assert str(info.value) == message
@@ -560,14 +568,10 @@ class TestCustomSeries:
         ],
     )
     async def test_a_field_it_cannot_take_is_left_out_and_counted(
-        self, new_app, serve_app, influx_db, fields, reason, caplog
+        self, cache_app, influx_db, fields, reason, caplog
     ):
         """As for built-in series, ``record()`` never raises over a field value."""
-        app = new_app()
-        app.config.MONITORING = influx_config(influx_db, custom_series=CACHE_SERIES)
-        app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
-        await serve_app(app)
-        monitoring = app.ctx.monitoring
+        monitoring = (await cache_app()).ctx.monitoring
         monitoring.record("cache_lookup", tags={"cache": "a"}, fields={**fields, "latency": 1})
         assert await monitoring.flush()
         [point] = influx_db.query('SELECT * FROM "cache_lookup"')
@@ -576,10 +580,7 @@ class TestCustomSeries:
         [warning] = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
         assert f"the last: {reason} [" in warning
 
-    async def test_unknown_series_names_the_custom_ones_too(self, new_app, serve_app, influx_db):
-        app = new_app()
-        app.config.MONITORING = influx_config(influx_db, custom_series=CACHE_SERIES)
-        app.extend(extensions=[MonitoringExtension], built_in_extensions=False)
-        await serve_app(app)
+    async def test_unknown_series_names_the_custom_ones_too(self, cache_app):
+        app = await cache_app()
         with pytest.raises(ValueError, match=r"; custom_series: cache_lookup$"):
             app.ctx.monitoring.record("my_series", fields={"x": 1})
