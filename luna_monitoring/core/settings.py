@@ -65,6 +65,15 @@ def _port(key: str, value: int) -> int:
     return value
 
 
+def _at_least(minimum: int) -> Callable[[str, int], int]:
+    def check(key: str, value: int) -> int:
+        if value < minimum:
+            raise _fail(key, f"an integer >= {minimum}", value)
+        return value
+
+    return check
+
+
 def _one_of(*choices: Any) -> Callable[[str, Any], Any]:
     def check(key: str, value: Any) -> Any:
         if value not in choices:
@@ -182,6 +191,16 @@ _KEYS: dict[str, _Key] = {
     "max_retry_delay_s": _Key(_FLOAT, 30.0, _positive, "cap of the backoff between retries"),
     "shutdown_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on the final flush at stop"),
     "plugin_timeout_s": _Key(_FLOAT, 5.0, _positive, "bound on one plugin call"),
+    "spool_dir": _Key(_STR, "", None, 'disk spool directory; "" = off (see Disk spool)'),
+    "spool_max_bytes": _Key(
+        _INT, 256 << 20, _at_least(65536), "spool bytes per worker; beyond, oldest dropped"
+    ),
+    "spool_fsync": _Key(
+        _STR, "interval", _one_of("always", "interval", "never"), "spool durability policy"
+    ),
+    "spool_replay_points_per_s": _Key(
+        _FLOAT, 50000.0, _positive, "rate at which the spool is written back"
+    ),
 }
 
 
@@ -218,6 +237,10 @@ class Settings:
     max_retry_delay_s: float = 30.0
     shutdown_timeout_s: float = 5.0
     plugin_timeout_s: float = 5.0
+    spool_dir: str = ""
+    spool_max_bytes: int = 256 << 20
+    spool_fsync: str = "interval"
+    spool_replay_points_per_s: float = 50000.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:
