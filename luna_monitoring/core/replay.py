@@ -148,7 +148,7 @@ class Replay:
             count -= take
             if not frame[2]:
                 frames.popleft()
-        if self._at_end and not frames:
+        if not frames and (self._at_end or self._offset >= self._size):
             self._finish()
         else:
             self._write_ack()
