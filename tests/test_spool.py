@@ -19,11 +19,10 @@ from luna_monitoring.core.replay import Replay
 from luna_monitoring.core.spool import (
     FRAME,
     HEADER,
-    LOCK_NAME,
     Spool,
     SpoolFull,
-    service_dirname,
     server_number,
+    service_dirname,
 )
 
 HOSTILE = [
