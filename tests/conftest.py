@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import random
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +143,21 @@ def demo_traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Inf
         influx.create_database(DATABASE)
         outcome = run_service(influx, plan(random.Random(2024)), tmp_path_factory.mktemp("demo"))
         yield influx, outcome
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Path]]:
+    """``mount_tmpfs(size="256k", read_only=False)`` -> the directory of a fresh tmpfs (a
+    real small or read-only disk; the tests run as root on Linux); unmounted afterwards."""
+    mounts: list[Path] = []
+
+    def mount(size: str = "256k", read_only: bool = False) -> Path:
+        path = tmp_path_factory.mktemp("tmpfs")
+        options = f"{'ro,' if read_only else ''}size={size}"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+        mounts.append(path)
+        return path
+
+    yield mount
+    for path in mounts:
+        subprocess.run(["umount", "-l", str(path)], check=True)

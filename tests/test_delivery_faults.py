@@ -36,9 +36,17 @@ RECOVERED = "again after"
 
 
 class AppProcess:
-    """``delivery_app.py`` running in a subprocess; its stdout and stderr go to one file."""
+    """``delivery_app.py`` running in a subprocess (``workers`` processes, each named
+    ``app_name``); its stdout and stderr go to one file."""
 
-    def __init__(self, monitoring: dict[str, Any], log_level: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        monitoring: dict[str, Any],
+        log_level: str,
+        log_path: Path,
+        workers: int = 1,
+        app_name: str = "",
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -47,6 +55,8 @@ class AppProcess:
             "APP_MONITORING": json.dumps(monitoring),
             "APP_PORT": str(self.port),
             "APP_LOG_LEVEL": log_level,
+            "APP_WORKERS": str(workers),
+            "APP_NAME": app_name,
         }
         self.proc = spawn_app(APP, env, APP.parent, log_path)
         wait_until(self._ready, timeout=30, ignore=(OSError,))

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -166,35 +165,18 @@ class TestReplayRules:
         assert influx_db.count("requests") == 20_000
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs (the test runs as root on Linux)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
 class TestBadDisks:
     async def test_read_only_spool_dir_is_one_error_line_and_memory_behaviour(
-        self, make_writer: MakeWriter, tmp_path: Path, caplog
+        self, make_writer: MakeWriter, mount_tmpfs: Callable[..., Path], caplog
     ) -> None:
-        mount = tmp_path / "ro"
-        mount.mkdir()
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], check=True
+        mount = mount_tmpfs("64k", read_only=True)
+        writer = await make_writer(
+            port=free_port(), max_buffer_points=100, spool_dir=str(mount / "spool"), **FAST
         )
-        try:
-            writer = await make_writer(
-                port=free_port(), max_buffer_points=100, spool_dir=str(mount / "spool"), **FAST
-            )
-            feed(writer, points(400))
-            assert writer.stats["points_buffered"] == 100
-            assert writer.stats["points_dropped"] == 300
-            assert "points_spooled" not in writer.stats
-        finally:
-            subprocess.run(["umount", "-l", str(mount)], check=True)
+        feed(writer, points(400))
+        assert writer.stats["points_buffered"] == 100
+        assert writer.stats["points_dropped"] == 300
+        assert "points_spooled" not in writer.stats
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert len(errors) == 1 and errors[0].exc_info is None
         message = errors[0].getMessage()
@@ -203,7 +185,11 @@ class TestBadDisks:
         assert "Read-only file system" in message and 'set spool_dir to ""' in message
 
     async def test_disk_filling_later_warns_rate_limited_and_counts_every_point(
-        self, down_db: InfluxDatabase, make_writer: MakeWriter, tiny_tmpfs: Path, caplog
+        self,
+        down_db: InfluxDatabase,
+        make_writer: MakeWriter,
+        mount_tmpfs: Callable[..., Path],
+        caplog,
     ) -> None:
         """A 256 KiB tmpfs fills during the outage: one warning, the bound keeps memory,
         drops are counted; once the database is up every point is written, replayed or
@@ -212,7 +198,7 @@ class TestBadDisks:
             port=down_db.server.port,
             database="spool",
             max_buffer_points=500,
-            spool_dir=str(tiny_tmpfs),
+            spool_dir=str(mount_tmpfs("256k")),
             **FAST,
         )
         await feed_paced(writer, points(6000))

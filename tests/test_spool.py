@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -304,21 +304,11 @@ class TestAdoption:
         assert left == []
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs (the test runs as root on Linux)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
 class TestBadDisks:
     def test_a_full_disk_fails_the_write_and_keeps_the_segment_intact(
-        self, tiny_tmpfs: Path
+        self, mount_tmpfs: Callable[..., Path]
     ) -> None:
-        spool = Spool.open(str(tiny_tmpfs), "svc", 0, 1 << 30)
+        spool = Spool.open(str(mount_tmpfs("256k")), "svc", 0, 1 << 30)
         written_all = 0
         for start in range(0, 20_000, 500):
             written, error = spool.write(lines(start, 500))
@@ -360,17 +350,9 @@ class TestBadDisks:
         assert errno == 27  # EFBIG
         assert 0 < total == replayed and corrupt == 0
 
-    def test_a_read_only_spool_dir_cannot_be_opened(self, tmp_path: Path) -> None:
-        mount = tmp_path / "ro"
-        mount.mkdir()
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], check=True
-        )
-        try:
-            with pytest.raises(OSError, match="Read-only file system"):
-                Spool.open(str(mount), "svc", 0, 1 << 20)
-        finally:
-            subprocess.run(["umount", "-l", str(mount)], check=True)
+    def test_a_read_only_spool_dir_cannot_be_opened(self, mount_tmpfs: Callable[..., Path]) -> None:
+        with pytest.raises(OSError, match="Read-only file system"):
+            Spool.open(str(mount_tmpfs("64k", read_only=True)), "svc", 0, 1 << 20)
 
     def test_a_spool_dir_under_a_file_cannot_be_opened(self, tmp_path: Path) -> None:
         (tmp_path / "file").write_text("")

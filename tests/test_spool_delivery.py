@@ -8,7 +8,6 @@ service answered: each must be there exactly once.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import signal
 import struct
@@ -20,43 +19,24 @@ from typing import Any
 
 import orjson
 import pytest
-from servers import InfluxDB1, free_port, http_request, spawn_app, wait_until
+from servers import InfluxDB1, http_request, wait_until
+from test_delivery_faults import AppProcess
 
-APP = Path(__file__).parent / "apps" / "delivery_app.py"
 DB = "spool"
 FAST = {"flushing_period": 0.2, "max_retry_delay_s": 1.0, "write_timeout_s": 2.0}
 HEADER = b"LUNASPL1line-protocol\n"
 FRAME = struct.Struct("<III")
 
 
-class App:
-    """``delivery_app.py`` with ``workers`` processes; output to ``log_path``."""
+class App(AppProcess):
+    """``delivery_app.py`` with ``workers`` processes, stopped by SIGINT or SIGKILL."""
 
     def __init__(self, monitoring: dict[str, Any], workers: int, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        env = {
-            **os.environ,
-            "APP_MONITORING": json.dumps(monitoring),
-            "APP_PORT": str(self.port),
-            "APP_WORKERS": str(workers),
-            "APP_NAME": "spool_app",
-        }
-        self.proc = spawn_app(APP, env, APP.parent, log_path)
-        wait_until(self._ready, timeout=60, ignore=(OSError,))
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"app exited with {self.proc.returncode}:\n{self.log()}")
-        return http_request("GET", f"{self.url}/stats", timeout=1).status == 200
+        super().__init__(monitoring, "INFO", log_path, workers, app_name="spool_app")
 
     def stats(self) -> dict[str, int]:
         """The counters of the worker that answers."""
         return http_request("GET", f"{self.url}/stats").json()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def interrupt(self, timeout: float = 60.0) -> None:
         """SIGINT (graceful) and wait for the exit."""
@@ -71,8 +51,7 @@ class App:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            self.kill()
 
 
 @pytest.fixture

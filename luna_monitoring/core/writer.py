@@ -221,18 +221,15 @@ class Writer:
 
     async def _tick_loop(self) -> None:
         period = min(self.settings.flushing_period, TICK_S)
-        loop_time = asyncio.get_running_loop().time
         while True:
             await asyncio.sleep(period)
             try:
                 await self._drain_all()
+                if self._spool is not None:
+                    await self._spill()
             except Exception:
                 if self._bug_warning.ready(asyncio.get_running_loop().time()):
                     logger.exception("monitoring: taking points from the buffer failed")
-            if self._buffer.spill:
-                await self._spill()
-            elif self._spool is not None and self._spool_retry_at <= loop_time():
-                self._buffer.spill = True
             if self._buffer.lines >= self._batch_size:
                 self._wake.set()
 
@@ -458,16 +455,22 @@ class Writer:
         return self._replay is not None and bool(self._replay.lines or self._replay.spool.pending)
 
     async def _spill(self) -> None:
-        """Move the lines the bound shed and the oldest beyond half the bound to the spool."""
-        spool = self._spool
+        """Move the lines the bound shed and the oldest beyond half the bound to the spool
+        (after a failed spool write, once ``SPOOL_RETRY_S`` have passed)."""
+        spool, buffer = self._spool, self._buffer
         assert spool is not None
-        lines = self._buffer.shed(self._buffer.max_points // 2)
+        if not buffer.spill:
+            if asyncio.get_running_loop().time() < self._spool_retry_at:
+                return
+            buffer.spill = True
+        lines = buffer.shed(buffer.max_points // 2)
         if lines:
             self._spilling = asyncio.ensure_future(self._write_spool(lines))
             await asyncio.shield(self._spilling)
             self._spilling = None
         elif spool.sync_due():
-            await asyncio.to_thread(spool.sync)
+            with contextlib.suppress(OSError):  # a failing disk shows in the next write
+                await asyncio.to_thread(spool.sync)
 
     async def _write_spool(self, lines: list[str]) -> int:
         """Spool ``lines``; on failure put back what was not written and pause the spool."""
