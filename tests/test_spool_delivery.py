@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from servers import InfluxDB1, http_request, wait_until
 from test_delivery_faults import AppProcess
@@ -256,11 +255,14 @@ def frames(segment: Path) -> list[tuple[int, list[str]]]:
     assert data.startswith(HEADER)
     out, offset = [], len(HEADER)
     while offset + FRAME.size <= len(data):
-        length, _, _ = FRAME.unpack_from(data, offset)
+        length, count, _ = FRAME.unpack_from(data, offset)
         end = offset + FRAME.size + length
         if end > len(data):
             break
-        out.append((offset, orjson.loads(data[offset + FRAME.size : end])))
+        ends = struct.unpack_from(f"<{count}I", data, offset + FRAME.size)
+        body = data[offset + FRAME.size + 4 * count : end]
+        starts = [0, *(e + 1 for e in ends[:-1])]
+        out.append((offset, [body[a:b].decode() for a, b in zip(starts, ends, strict=True)]))
         offset = end
     return out
 

@@ -17,16 +17,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import zlib
+import struct
+from array import array
 from collections import deque
-from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
-import orjson
+from .spool import FRAME, HEADER, Spool, ack_path, decode_frame, read_ack
 
-from .point import join_lines
-from .spool import FRAME, HEADER, Spool, ack_path, read_ack
+
+class _Frame:
+    """A frame read: its place in the segment, its lines, and how many were settled."""
+
+    __slots__ = ("body", "done", "end", "ends", "start")
+
+    def __init__(self, start: int, end: int, ends: array, body: bytes, done: int) -> None:
+        self.start, self.end, self.ends, self.body, self.done = start, end, ends, body, done
+
+    def cut(self, first: int, count: int) -> memoryview:
+        """Lines ``first`` to ``first + count`` of the frame, joined."""
+        ends = self.ends
+        begin = ends[first - 1] + 1 if first else 0
+        return memoryview(self.body)[begin : ends[first + count - 1]]
 
 
 class Replay:
@@ -40,8 +52,8 @@ class Replay:
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
-        self._lines: deque[str] = deque()
-        self._frames: deque[list[int]] = deque()  # [start, end, lines left, lines done]
+        self._frames: deque[_Frame] = deque()
+        self._lines = 0
         self._segment: Path | None = None
         self._file: BinaryIO | None = None
         self._ack_fd: int | None = None
@@ -60,11 +72,11 @@ class Replay:
     @property
     def lines(self) -> int:
         """Lines read and not yet settled."""
-        return len(self._lines)
+        return self._lines
 
     def fill(self, limit: int) -> None:
         """Read frames until ``limit`` lines wait, the segment ends or the spool is empty."""
-        while len(self._lines) < limit:
+        while self._lines < limit:
             if self._segment is None and not self._open_next():
                 return
             if not self._at_end:
@@ -97,24 +109,18 @@ class Replay:
         head = file.read(FRAME.size)
         if len(head) < FRAME.size:
             return self._damaged(offset)
-        length, count, crc = FRAME.unpack(head)
+        length, count, _ = FRAME.unpack(head)
         end = offset + FRAME.size + length
         if end > self._size:
             return self._damaged(offset)
-        payload = file.read(length)
-        if zlib.crc32(payload, zlib.crc32(head[:8])) != crc:
-            return self._damaged(offset)
-        try:
-            lines = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return self._damaged(offset)
-        if type(lines) is not list or len(lines) != count:
+        decoded = decode_frame(head, file.read(length))
+        if decoded is None:
             return self._damaged(offset)
         skip, self._skip = min(self._skip, count), 0
         self._offset = end
         if skip < count:
-            self._lines.extend(lines[skip:] if skip else lines)
-            self._frames.append([offset, end, count - skip, skip])
+            self._frames.append(_Frame(offset, end, *decoded, skip))
+            self._lines += count - skip
 
     def _damaged(self, offset: int) -> None:
         self.corrupt_frames += 1
@@ -127,26 +133,30 @@ class Replay:
 
     def begin(self, limit: int) -> tuple[bytes, int]:
         """The body of the oldest lines read (at most ``limit``) and their count."""
-        count = min(limit, len(self._lines))
+        count = left = min(limit, self._lines)
+        parts = []
+        for frame in self._frames:
+            if not left:
+                break
+            take = min(left, len(frame.ends) - frame.done)
+            parts.append(frame.cut(frame.done, take))
+            left -= take
         self._wire = count
-        return join_lines(islice(self._lines, count)), count
+        return b"\n".join(parts), count
 
     def settle(self, written: int, rejected: int = 0) -> None:
         """The lines on the wire reached the server: record it; a finished segment goes."""
         count, self._wire = self._wire, 0
-        pop = self._lines.popleft
-        for _ in range(count):
-            pop()
+        self._lines -= count
         self.written += written
         self.rejected += rejected
         frames = self._frames
         while count:
             frame = frames[0]
-            take = min(count, frame[2])
-            frame[2] -= take
-            frame[3] += take
+            take = min(count, len(frame.ends) - frame.done)
+            frame.done += take
             count -= take
-            if not frame[2]:
+            if frame.done == len(frame.ends):
                 frames.popleft()
         if not frames and (self._at_end or self._offset >= self._size):
             self._finish()
@@ -159,20 +169,14 @@ class Replay:
 
     def _write_ack(self) -> None:
         assert self._segment is not None
-        offset, done = (
-            (self._frames[0][0], self._frames[0][3])
-            if self._frames
-            else (
-                self._offset,
-                0,
-            )
-        )
+        frames = self._frames
+        offset, done = (frames[0].start, frames[0].done) if frames else (self._offset, 0)
         with contextlib.suppress(OSError):
             if self._ack_fd is None:
                 self._ack_fd = os.open(
                     ack_path(self._segment), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644
                 )
-            os.pwrite(self._ack_fd, offset.to_bytes(8, "little") + done.to_bytes(4, "little"), 0)
+            os.pwrite(self._ack_fd, struct.pack("<QI", offset, done), 0)
 
     def _finish(self) -> None:
         segment = self._segment
@@ -187,6 +191,5 @@ class Replay:
         if self._ack_fd is not None:
             os.close(self._ack_fd)
         self._file = self._ack_fd = self._segment = None
-        self._lines.clear()
         self._frames.clear()
-        self._wire = 0
+        self._lines = self._wire = 0

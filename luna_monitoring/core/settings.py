@@ -199,7 +199,7 @@ _KEYS: dict[str, _Key] = {
         _STR, "interval", _one_of("always", "interval", "never"), "spool durability policy"
     ),
     "spool_replay_points_per_s": _Key(
-        _FLOAT, 50000.0, _positive, "rate at which the spool is written back"
+        _FLOAT, 20000.0, _positive, "spooled points written back per second"
     ),
 }
 
@@ -240,7 +240,7 @@ class Settings:
     spool_dir: str = ""
     spool_max_bytes: int = 256 << 20
     spool_fsync: str = "interval"
-    spool_replay_points_per_s: float = 50000.0
+    spool_replay_points_per_s: float = 20000.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:

@@ -13,9 +13,11 @@ spool and server number) waits ``LOCK_WAIT_S``, then takes ``w<N+1024k>``.
 
 A segment ``<created ns>-w<N>.seg`` is append-only: a header (``LUNASPL1`` and the format,
 ``line-protocol``: the lines exactly as the writer hands them to every storage's ``write``),
-then frames ``<u32 payload bytes><u32 lines><u32 crc32>`` + payload, the lines as a JSON
-array (a line may hold a line break inside a string field). The CRC covers the first eight
-header bytes and the payload, so a torn or corrupted frame is found; reading stops there.
+then frames ``<u32 payload bytes><u32 lines><u32 crc32>`` + payload: the end offset of
+each line (``u32`` each) and the lines' UTF-8 joined by line breaks, so that replay cuts
+batches out of it without touching single lines (and a line break inside a string field
+stays inside its line). All integers are little-endian. The CRC covers the first eight head
+bytes and the payload, so a torn or corrupted frame is found; reading stops there.
 Segments roll over at ``spool_max_bytes / 8`` (4 MiB at most) and are replayed oldest first
 by name; ``<name>.ack`` beside a segment records how far replay got.
 
@@ -35,12 +37,14 @@ import hashlib
 import os
 import re
 import struct
+import sys
 import threading
 import time
 import zlib
+from array import array
+from itertools import accumulate
+from operator import add
 from pathlib import Path
-
-import orjson
 
 MAGIC = b"LUNASPL1"
 FORMAT = b"line-protocol"
@@ -87,19 +91,35 @@ def service_dirname(service: str) -> str:
 
 
 def encode_frames(lines: list[str]) -> list[tuple[bytes, int]]:
-    """``lines`` as frames of at most ``FRAME_LINES`` lines each, with their line counts."""
+    """``lines`` as frames of at most ``FRAME_LINES`` lines each, with their line counts.
+
+    A lone surrogate becomes ``?``, as in the writer's bodies (:func:`~.point.join_lines`).
+    """
     frames = []
     for start in range(0, len(lines), FRAME_LINES):
-        chunk = lines[start : start + FRAME_LINES]
-        try:
-            payload = orjson.dumps(chunk)
-        except orjson.JSONEncodeError:  # a lone surrogate: as join_lines writes it
-            chunk = [line.encode("utf-8", "replace").decode() for line in chunk]
-            payload = orjson.dumps(chunk)
-        head = struct.pack("<II", len(payload), len(chunk))
+        encoded = [line.encode("utf-8", "replace") for line in lines[start : start + FRAME_LINES]]
+        ends = array("I", map(add, accumulate(map(len, encoded)), range(len(encoded))))
+        if sys.byteorder == "big":
+            ends.byteswap()
+        payload = ends.tobytes() + b"\n".join(encoded)
+        head = struct.pack("<II", len(payload), len(encoded))
         crc = struct.pack("<I", zlib.crc32(payload, zlib.crc32(head)))
-        frames.append((head + crc + payload, len(chunk)))
+        frames.append((head + crc + payload, len(encoded)))
     return frames
+
+
+def decode_frame(head: bytes, payload: bytes) -> tuple[array, bytes] | None:
+    """The line end offsets and the joined lines of a frame; ``None`` if it is damaged."""
+    _, count, crc = FRAME.unpack(head)
+    if zlib.crc32(payload, zlib.crc32(head[:8])) != crc or len(payload) < 4 * count:
+        return None
+    ends = array("I", payload[: 4 * count])
+    if sys.byteorder == "big":
+        ends.byteswap()
+    body = payload[4 * count :]
+    if count and ends[-1] != len(body):
+        return None
+    return ends, body
 
 
 def try_lock(path: Path, wait_s: float = 0.0) -> int | None:

@@ -530,5 +530,6 @@ class Writer:
                 self._adopt_at = loop.time() + ADOPT_EVERY_S
                 await self._adopt()
             return
+        began = loop.time()
         await self._deliver(count, replay)
-        self._replay_at = loop.time() + count / self.settings.spool_replay_points_per_s
+        self._replay_at = began + count / self.settings.spool_replay_points_per_s
