@@ -319,6 +319,15 @@ class TestBound:
         assert app.log_count("buffer full") >= 1
 
 
+    def test_the_bound_holds_between_ticks(self, start_app: Callable[..., AppProcess]) -> None:
+        """Database down, max_buffer_points=100, 400 quick requests: 100 held, 300 dropped
+        (the bound is checked on every append, not only at the writer's tick)."""
+        app = start_app(version=1, port=free_port(), max_buffer_points=100)
+        app.get("/burst?n=400")
+        stats = app.stats()
+        assert (stats["points_buffered"], stats["points_dropped"]) == (100, 300)
+
+
 class TestShutdown:
     def test_shutdown_delivers_what_is_left(
         self, influx_db: InfluxDatabase, start_app: Callable[..., AppProcess]
