@@ -9,10 +9,10 @@ draining a big spool does to requests.
 * ``read``: ``Replay`` reading the same spool back (fill, begin, settle), no network.
 * ``replay``: a ``Writer`` writing a spool of ``--points`` back into InfluxDB 1.6, at the
   default ``spool_replay_points_per_s`` and unlimited.
-* ``drain``: wrk against a hello-world Sanic app (pinned to CPU 0; wrk and InfluxDB on
-  CPU 1) whose spool holds ``--drain-points`` when it starts: req/s and p99 latency while it
-  drains (at the default rate, at 50,000/s, unlimited) against the same app with an empty
-  spool.
+* ``drain``: two hello-world Sanic apps at the same time on CPU 0 (wrk and InfluxDB on
+  CPU 1), each under its own wrk: one whose spool holds ``--drain-points`` when it starts
+  (drained at the default rate, at 50,000/s, unlimited), one whose spool is empty. Their
+  req/s and p99 latency while it drains; pairing cancels the machine's other load.
 
     python bench/spool.py [--rounds 5] [--points 200000] [--drain-points 400000] [--seconds 4]
 """
@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,7 +215,8 @@ def _wrk(port: int, seconds: int) -> tuple[float, float]:
     return rps, float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
-def _drain_run(influx: InfluxDB1, lines: list[str], rate: float | None, seconds: int) -> dict:
+def _start_app(influx: InfluxDB1, lines: list[str], rate: float | None) -> tuple:
+    """An app on APP_CPU whose spool holds ``lines`` (none if ``rate`` is None)."""
     directory = tempfile.mkdtemp(prefix="bench-spool-")
     database = unique_name("bench")
     influx.create_database(database)
@@ -231,41 +233,63 @@ def _drain_run(influx: InfluxDB1, lines: list[str], rate: float | None, seconds:
          json.dumps(config)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    return process, port, database, directory
+
+
+def _drain_pair(influx: InfluxDB1, lines: list[str], rate: float, seconds: int) -> tuple:
+    """An app draining a spool at ``rate`` and one with an empty spool, on the same core at
+    the same time, each under its own wrk: ``(draining, empty)`` results."""
+    apps = [_start_app(influx, lines, rate), _start_app(influx, lines, None)]
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_request("GET", url).status == 200, 30, ignore=(OSError,))
-        rps, p99 = _wrk(port, seconds)
-        replayed = json.loads(http_request("GET", f"{url}/stats").body).get("points_replayed", 0)
+        for _, port, _, _ in apps:
+            url = f"http://127.0.0.1:{port}"
+            ready = lambda url=url: http_request("GET", url).status == 200  # noqa: E731
+            wait_until(ready, 60, ignore=(OSError,))
+        with ThreadPoolExecutor(2) as pool:
+            measured = list(pool.map(lambda app: _wrk(app[1], seconds), apps))
+        stats = [
+            json.loads(http_request("GET", f"http://127.0.0.1:{port}/stats").body)
+            for _, port, _, _ in apps
+        ]
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(60)
-        influx.drop_database(database)
-        shutil.rmtree(directory, ignore_errors=True)
-    return {"rps": rps, "p99_ms": p99, "replayed_per_s": replayed / seconds}
+        for process, _, database, directory in apps:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
+            influx.drop_database(database)
+            shutil.rmtree(directory, ignore_errors=True)
+    return tuple(
+        {"rps": rps, "p99_ms": p99, "replayed_per_s": stat.get("points_replayed", 0) / seconds}
+        for (rps, p99), stat in zip(measured, stats, strict=True)
+    )
 
 
 def bench_drain(influx: InfluxDB1, points: int, rounds: int, seconds: int) -> None:
     lines = request_lines(points)
     default = Settings().spool_replay_points_per_s
-    variants = {
-        "empty spool": None,
-        f"draining at {default:,.0f}/s": default,
-        "draining at 50,000/s": 50_000.0,
-        "draining, unlimited": 1e12,
-    }
-    results: dict[str, list[dict]] = {name: [] for name in variants}
+    rates = {f"at {default:,.0f}/s (default)": default, "at 50,000/s": 50_000.0,
+             "unlimited": 1e12}  # fmt: skip
+    results: dict[str, list[tuple]] = {name: [] for name in rates}
     for round_ in range(rounds):
-        for name, rate in variants.items():
-            results[name].append(_drain_run(influx, lines, rate, seconds))
-            print(f"round {round_ + 1} {name:24} {json.dumps(results[name][-1])}", flush=True)
-    base = results["empty spool"]
-    print(f"\nrequests while a spool of {points} points drains (wrk, 32 connections, {seconds} s):")
-    print(f"  {'':26} {'req/s':>8} {'ratio':>6} {'p99 ms':>7} {'replayed/s':>10}")
+        for name, rate in rates.items():
+            results[name].append(_drain_pair(influx, lines, rate, seconds))
+            print(f"round {round_ + 1} {name:22} {json.dumps(results[name][-1])}", flush=True)
+    print(
+        f"\nrequests while a spool of {points} points drains, paired with an app whose spool "
+        f"is empty (same core, same seconds; wrk, 32 connections, {seconds} s each):"
+    )
+    print(f"  {'draining':22} {'req/s':>7} {'empty':>7} {'ratio':>6} {'p99 ms':>7} {'empty':>7} "
+          f"{'replayed/s':>10}")  # fmt: skip
     for name, runs in results.items():
-        ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(runs, base, strict=True))
-        print(f"  {name:26} {statistics.median(r['rps'] for r in runs):8.0f} {ratio:6.3f} "
-              f"{statistics.median(r['p99_ms'] for r in runs):7.2f} "
-              f"{statistics.median(r['replayed_per_s'] for r in runs):10,.0f}")  # fmt: skip
+
+        def median(values) -> float:
+            return statistics.median(list(values))
+
+        print(f"  {name:22} {median(d['rps'] for d, _ in runs):7.0f} "
+              f"{median(e['rps'] for _, e in runs):7.0f} "
+              f"{median(d['rps'] / e['rps'] for d, e in runs):6.3f} "
+              f"{median(d['p99_ms'] for d, _ in runs):7.2f} "
+              f"{median(e['p99_ms'] for _, e in runs):7.2f} "
+              f"{median(d['replayed_per_s'] for d, _ in runs):10,.0f}")  # fmt: skip
 
 
 def main() -> None:
