@@ -318,7 +318,6 @@ class TestBound:
         assert app.rss_mib() - rss_before < 5
         assert app.log_count("buffer full") >= 1
 
-
     def test_the_bound_holds_between_ticks(self, start_app: Callable[..., AppProcess]) -> None:
         """Database down, max_buffer_points=100, 400 quick requests: 100 held, 300 dropped
         (the bound is checked on every append, not only at the writer's tick)."""

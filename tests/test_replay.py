@@ -1,5 +1,6 @@
 """The writer with a disk spool, in process: spill beyond half the bound, replay through the
-same rules (batch size, retry, 400, 413), rate limit, live points first, bad disks."""
+same rules (batch size, retry, 400, 413), rate limit, live points first, the v2 storage,
+bad disks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from servers import InfluxDatabase, InfluxDB1, free_port
+from servers import InfluxDatabase, InfluxDB1, VictoriaMetrics, free_port, unique_name
 from stub_server import StubServer, limit_lines
 from test_writer import MakeWriter, feed, make_writer, numbers, points, until
 
@@ -95,6 +96,23 @@ class TestOutage:
         again = await make_writer(**config)
         await until(lambda: again.stats["points_replayed"] == 3000, 30)
         assert [n for n in stored_numbers(down_db)] == list(range(3000))
+
+
+class TestStorages:
+    async def test_v2_storage_replays_into_victoria_metrics(
+        self, victoria: VictoriaMetrics, make_writer: MakeWriter, tmp_path: Path
+    ) -> None:
+        """The spool is storage-neutral: spooled by the v2 storage (nothing listening),
+        written back through /api/v2/write to VictoriaMetrics, every point once."""
+        series = unique_name("spooled")
+        config = {"version": 2, "token": "tok", "spool_dir": str(tmp_path), "batch_size": 700}
+        writer = await make_writer(port=free_port(), **config)
+        feed(writer, points(3000, series=series))
+        await writer.stop()
+        assert writer.stats["points_spooled"] == 3000
+        writer = await make_writer(port=victoria.port, **config)
+        await until(lambda: writer.stats["points_replayed"] == 3000, 30)
+        assert victoria.count_points(series, "n") == 3000
 
 
 class TestReplayRules:
