@@ -173,10 +173,9 @@ class TestRestart:
         first = start_app(workers=2, **config)
         sent = send(first, 3000, keep_alive=False)
         first.interrupt()
-        assert first.log().count("undelivered points to") == 2
         service = tmp_path / "spool" / "luna-remote-sdk"
         assert sorted(p.name for p in service.iterdir()) == ["w0", "w1"]
-        assert list((service / "w1").glob("*.seg"))
+        assert list((service / "w0").glob("*.seg")) and list((service / "w1").glob("*.seg"))
         second = start_app(workers=1, **config)
         assert second.stats()["spool_segments_adopted"] >= 1
         assert list((service / "w1").glob("*.seg")) == []

@@ -205,6 +205,8 @@ class Spool:
         self._active_size = 0
         self._last_ns = 0
         self._dirty = False
+        self._new_segment = False
+        self._unsynced: list[str] = []
         self._synced_at = time.monotonic()
         self.reading: str | None = None
         self.points_spooled = 0
@@ -260,9 +262,10 @@ class Spool:
                     return written, error
                 written += count
                 self.points_spooled += count
-            if self.fsync == "always" or self.sync_due():
+            if self.fsync == "always" and self._active_fd is not None:
                 with contextlib.suppress(OSError):
-                    self._sync()
+                    os.fsync(self._active_fd)
+                self._dirty = False
         return written, None
 
     def _append(self, data: bytes) -> None:
@@ -292,15 +295,26 @@ class Spool:
         )
 
     def sync(self) -> None:
-        """fsync the segment being written."""
+        """fsync what was written since the last sync (the ``"interval"`` policy's work, done
+        by the writer's tick in a thread): segments sealed meanwhile, the one being written
+        and the directory. Writes go on meanwhile: the mutex is not held during fsync."""
         with self._mutex:
-            self._sync()
-
-    def _sync(self) -> None:
-        if self._active_fd is not None and self._dirty:
-            os.fsync(self._active_fd)
-        self._dirty = False
-        self._synced_at = time.monotonic()
+            names, self._unsynced = self._unsynced, []
+            fd = os.dup(self._active_fd) if self._active_fd is not None and self._dirty else None
+            new_segment, self._new_segment = self._new_segment, False
+            self._dirty = False
+            self._synced_at = time.monotonic()
+        try:
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):  # replayed and gone meanwhile
+                    _fsync_path(self.directory / name, os.O_RDONLY)
+            if fd is not None:
+                os.fsync(fd)
+            if new_segment:
+                _fsync_path(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _make_room(self, size: int) -> None:
         while self.bytes + size > self.max_bytes:
@@ -327,30 +341,27 @@ class Spool:
         try:
             _write_all(fd, HEADER)
             if self.fsync == "always":
-                dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+                _fsync_path(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(self.directory / name)
             raise
         self._active_fd, self._active_name, self._active_size = fd, name, len(HEADER)
+        self._new_segment = True
 
     def _seal(self) -> None:
-        """Close the segment being written; it becomes replayable."""
+        """Close the segment being written; it becomes replayable (and, if it was written
+        since the last fsync, one for :meth:`sync`)."""
         fd = self._active_fd
         if fd is None:
             return
-        try:
-            if self.fsync != "never":
-                self._sync()
-        finally:
-            os.close(fd)
-            self._sealed[self._active_name] = self._active_size
-            self._active_fd, self._active_name, self._active_size = None, "", 0
+        os.close(fd)
+        if self._dirty:
+            self._unsynced.append(self._active_name)
+            self._dirty = False
+        self._sealed[self._active_name] = self._active_size
+        self._active_fd, self._active_name, self._active_size = None, "", 0
 
     def _remove(self, name: str) -> None:
         self._sealed.pop(name, None)
@@ -402,14 +413,25 @@ class Spool:
         return moved
 
     def close(self) -> None:
-        """Seal the segment being written (fsync unless ``"never"``) and release the lock."""
-        with self._mutex:
-            try:
+        """Seal the segment being written, fsync (unless ``"never"``), release the lock."""
+        try:
+            with self._mutex:
                 self._seal()
-            finally:
+            if self.fsync != "never":
+                self.sync()
+        finally:
+            with self._mutex:
                 if self._lock_fd is not None:
                     os.close(self._lock_fd)
                     self._lock_fd = None
+
+
+def _fsync_path(path: Path, flags: int) -> None:
+    fd = os.open(path, flags | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

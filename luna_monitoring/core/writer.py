@@ -12,9 +12,9 @@ every ``flushing_period`` (sooner when a batch is full) and handles the server's
   retried after an exponential backoff with full jitter, capped by ``max_retry_delay_s``;
   a ``Retry-After`` from the server is waited at least.
 
-With a disk spool (``spool_dir``, see :mod:`.spool`), the tick moves the oldest lines to the
-spool once the buffer holds more than half of ``max_buffer_points`` (and whatever the bound
-sheds), :meth:`Writer.stop` spools what could not be delivered at once, and the sender
+With a disk spool (``spool_dir``, see :mod:`.spool`), the tick moves the waiting lines to
+the spool while writes fail, else those beyond half of ``max_buffer_points`` (and whatever
+the bound sheds); :meth:`Writer.stop` spools what could not be delivered at once; the sender
 writes the spool back (:mod:`.replay`) whenever the live lines are delivered, at most
 ``spool_replay_points_per_s``. A spool that cannot be written (disk full, read-only) is
 retried after ``SPOOL_RETRY_S``; meanwhile the buffer drops its oldest points as without one.
@@ -114,7 +114,8 @@ class Writer:
         self._bug_warning = LogThrottle()
         self._spool: Spool | None = None
         self._replay: Replay | None = None
-        self._spilling: asyncio.Task | None = None
+        self._spilling: asyncio.Future | None = None
+        self._syncing: asyncio.Future | None = None
         self._spool_retry_at = self._replay_at = self._adopt_at = 0.0
         self._spool_warning = LogThrottle()
 
@@ -188,8 +189,9 @@ class Writer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self._failures = 0  # the final flush backs off from the shortest delay
-        if self._spilling is not None:
-            await asyncio.gather(self._spilling, return_exceptions=True)
+        await asyncio.gather(
+            *(f for f in (self._spilling, self._syncing) if f is not None), return_exceptions=True
+        )
         await self._drain_all()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(deadline), self._lock:
@@ -455,22 +457,25 @@ class Writer:
         return self._replay is not None and bool(self._replay.lines or self._replay.spool.pending)
 
     async def _spill(self) -> None:
-        """Move the lines the bound shed and the oldest beyond half the bound to the spool
-        (after a failed spool write, once ``SPOOL_RETRY_S`` have passed)."""
+        """Move to the spool the lines the bound shed, then every waiting line while writes
+        fail, else those beyond half the bound (after a failed spool write, only once
+        ``SPOOL_RETRY_S`` have passed)."""
         spool, buffer = self._spool, self._buffer
         assert spool is not None
         if not buffer.spill:
             if asyncio.get_running_loop().time() < self._spool_retry_at:
                 return
             buffer.spill = True
-        lines = buffer.shed(buffer.max_points // 2)
+        # While writes fail, all that waits goes (the most room for a burst); else only
+        # beyond half the bound, which a healthy writer seldom holds.
+        lines = buffer.shed(0 if self._failures else buffer.max_points // 2)
         if lines:
             self._spilling = asyncio.ensure_future(self._write_spool(lines))
             await asyncio.shield(self._spilling)
             self._spilling = None
-        elif spool.sync_due():
-            with contextlib.suppress(OSError):  # a failing disk shows in the next write
-                await asyncio.to_thread(spool.sync)
+        if spool.sync_due() and (self._syncing is None or self._syncing.done()):
+            # Not awaited: a slow fsync must not hold up the next spill.
+            self._syncing = asyncio.ensure_future(asyncio.to_thread(spool.sync))
 
     async def _write_spool(self, lines: list[str]) -> int:
         """Spool ``lines``; on failure put back what was not written and pause the spool."""
