@@ -67,12 +67,18 @@ def start_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
         app.close()
 
 
+RATE = 1500.0
+"""Requests per second the clients send: a busy service, 1.5 times max_buffer_points per
+second. (Unpaced, a loaded machine can stall the writer's tick for longer than the bound
+lasts, and ``append`` then drops, counted: the request path never waits for the disk.)"""
+
+
 def send(
     app: App, count: int, clients: int = 4, max_s: float = 120.0, keep_alive: bool = True
 ) -> list[str]:
-    """``count`` GET /work from ``clients`` threads (bounded by ``max_s``), over keep-alive
-    or a connection per request (which spreads them over the workers); the request ids
-    answered (every request must succeed)."""
+    """``count`` GET /work from ``clients`` threads at ``RATE`` in all (bounded by
+    ``max_s``), over keep-alive or a connection per request (which spreads them over the
+    workers); the request ids answered (every request must succeed)."""
     ids: list[str] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -81,8 +87,11 @@ def send(
     def client(n: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
         mine = []
+        interval, next_at = clients / RATE, time.monotonic()
         try:
             for _ in range(n):
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.monotonic()))
                 if time.monotonic() > deadline:
                     failures.append("deadline")
                     break
