@@ -9,6 +9,8 @@ only in monitoring:
 * ``monitored``: ``MonitoringExtension`` delivering to a local InfluxDB 1.x.
 * ``excluded``: ``MonitoringExtension`` with ``excluded_routes: [".*"]``: request ids and the
   header, no points (what the request hooks cost before any point is made).
+* ``spooled``: ``monitored`` with a disk spool (``spool_dir`` in a temporary directory; the
+  database is up, so the spool stays empty: what it costs to have one).
 * ``gzip``: ``monitored`` with ``gzip: True`` (the default, ``"auto"``, does not compress
   for a loopback database).
 * ``header``: no monitoring; the handler sets a fixed ``LUNA-Request-Id`` header on its
@@ -59,6 +61,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +74,7 @@ from servers import InfluxDB1, free_port, http_request, unique_name, wait_until 
 VARIANTS = (
     "bare",
     "monitored",
+    "spooled",
     "excluded",
     "gzip",
     "header",
@@ -116,7 +120,9 @@ def serve(variant: str, port: int, influx_port: int, database: str) -> None:
         app.config.MONITORING["excluded_routes"] = [".*"]
     elif monitoring == "gzip":
         app.config.MONITORING["gzip"] = True
-    monitored = monitoring in ("monitored", "excluded", "gzip")
+    elif monitoring == "spooled":
+        app.config.MONITORING["spool_dir"] = tempfile.mkdtemp(prefix="bench-spool-")
+    monitored = monitoring in ("monitored", "spooled", "excluded", "gzip")
     extensions = [MonitoringExtension] if monitored else []
     app.extend(extensions=extensions, built_in_extensions=bool(builtins))
     if monitoring == "naive":
@@ -266,7 +272,7 @@ def run_together(variants: list[str], influx: InfluxDB1, seconds: int, connectio
             process.wait(30)
     results = []
     for (variant, _, _, database), sent, requests, cpu in zip(apps, warm, done, cpu_s, strict=True):
-        delivers = variant.removeprefix(AIOHTTP).startswith(("monitored", "gzip"))
+        delivers = variant.removeprefix(AIOHTTP).startswith(("monitored", "spooled", "gzip"))
         results.append(
             {
                 "rps": requests / elapsed,

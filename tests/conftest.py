@@ -292,3 +292,21 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> BuiltWheel:
         names = frozenset(archive.namelist())
         [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
         return BuiltWheel(names, archive.read(metadata).decode(), built.stdout + built.stderr)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Path]]:
+    """``mount_tmpfs(size="256k", read_only=False)`` -> the directory of a fresh tmpfs (a
+    real small or read-only disk; the tests run as root on Linux); unmounted afterwards."""
+    mounts: list[Path] = []
+
+    def mount(size: str = "256k", read_only: bool = False) -> Path:
+        path = tmp_path_factory.mktemp("tmpfs")
+        options = f"{'ro,' if read_only else ''}size={size}"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+        mounts.append(path)
+        return path
+
+    yield mount
+    for path in mounts:
+        subprocess.run(["umount", "-l", str(path)], check=True)

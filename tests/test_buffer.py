@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,11 +37,36 @@ def accounted(buffer: Buffer) -> int:
     )
 
 
-def test_append_is_a_bound_deque_append() -> None:
-    """The request path is one C call: no Python frame, no lock, no I/O."""
+def test_the_bound_holds_at_every_append() -> None:
+    """400 appends between two ticks with max 100: never more than 100 held, 300 dropped."""
+    buffer = Buffer(100)
+    for i in range(400):
+        buffer.append(point(i))
+        assert len(buffer) <= 100
+    assert (len(buffer), buffer.dropped) == (100, 300)
+    buffer.add(buffer.take(1000))
+    assert front(buffer) == list(range(300, 400))
+
+
+def test_append_drops_the_oldest_line_before_any_raw_point() -> None:
     buffer = Buffer(10)
-    assert type(buffer.append) is type(deque().append)
-    assert isinstance(buffer.append.__self__, deque)
+    fill(buffer, 0, 10)
+    for i in range(10, 13):
+        buffer.append(point(i))
+    assert (len(buffer), buffer.dropped) == (10, 3)
+    buffer.add(buffer.take(10))
+    assert front(buffer) == list(range(3, 13))
+
+
+def test_append_owes_lines_on_the_wire_first() -> None:
+    buffer = Buffer(10)
+    fill(buffer, 0, 10)
+    front(buffer, 10)
+    for i in range(10, 13):
+        buffer.append(point(i))
+    assert (len(buffer), buffer.dropped) == (13, 0)
+    buffer.keep()
+    assert (len(buffer), buffer.dropped) == (10, 3)
 
 
 def test_take_returns_at_most_limit_oldest_first() -> None:
@@ -165,3 +188,29 @@ def test_every_point_is_accounted_once_and_memory_stays_bounded(
         assert len(buffer) <= max_points + wire
         if not wire:
             assert len(buffer) <= max_points
+
+
+def test_with_spill_the_bound_sheds_lines_instead_of_dropping() -> None:
+    buffer = Buffer(10)
+    buffer.spill = True
+    fill(buffer, 0, 10)
+    front(buffer, 4)
+    buffer.add([point(i) for i in range(10, 18)])  # a tick's points beyond the bound
+    assert (len(buffer), buffer.dropped) == (14, 0)
+    buffer.keep()
+    shed = buffer.shed(5)
+    assert sorted(int(line.split("i=")[1].split("i ")[0]) for line in shed) == list(range(13))
+    assert (len(buffer), buffer.dropped) == (5, 0)
+    assert front(buffer) == list(range(13, 18))
+
+
+def test_restore_puts_lines_back_and_drops_beyond_the_bound() -> None:
+    buffer = Buffer(10)
+    buffer.spill = True
+    fill(buffer, 0, 8)
+    shed = buffer.shed(2)
+    buffer.spill = False
+    fill(buffer, 8, 4)
+    buffer.restore(shed)
+    assert (len(buffer), buffer.dropped) == (10, 2)
+    assert front(buffer) == list(range(2, 12))

@@ -38,9 +38,17 @@ RECOVERED = "again after"
 
 
 class AppProcess:
-    """``delivery_app.py`` running in a subprocess; its stdout and stderr go to one file."""
+    """``delivery_app.py`` running in a subprocess (``workers`` processes, each named
+    ``app_name``); its stdout and stderr go to one file."""
 
-    def __init__(self, monitoring: dict[str, Any], log_level: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        monitoring: dict[str, Any],
+        log_level: str,
+        log_path: Path,
+        workers: int = 1,
+        app_name: str = "",
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -49,6 +57,8 @@ class AppProcess:
             "APP_MONITORING": json.dumps(monitoring),
             "APP_PORT": str(self.port),
             "APP_LOG_LEVEL": log_level,
+            "APP_WORKERS": str(workers),
+            "APP_NAME": app_name,
         }
         self.proc = spawn_app(APP, env, APP.parent, log_path)
         wait_until(self._ready, timeout=30, ignore=(OSError,))
@@ -309,6 +319,14 @@ class TestBound:
         assert stats["points_written"] == 0
         assert app.rss_mib() - rss_before < 5
         assert app.log_count("buffer full") >= 1
+
+    def test_the_bound_holds_between_ticks(self, start_app: Callable[..., AppProcess]) -> None:
+        """Database down, max_buffer_points=100, 400 quick requests: 100 held, 300 dropped
+        (the bound is checked on every append, not only at the writer's tick)."""
+        app = start_app(version=1, port=free_port(), max_buffer_points=100)
+        app.get("/burst?n=400")
+        stats = app.stats()
+        assert (stats["points_buffered"], stats["points_dropped"]) == (100, 300)
 
 
 class TestInstances:

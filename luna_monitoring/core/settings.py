@@ -75,6 +75,15 @@ def _port(key: str, value: int) -> int:
     return value
 
 
+def _at_least(minimum: int) -> Callable[[str, int], int]:
+    def check(key: str, value: int) -> int:
+        if value < minimum:
+            raise _fail(key, f"an integer >= {minimum}", value)
+        return value
+
+    return check
+
+
 def _one_of(*choices: Any) -> Callable[[str, Any], Any]:
     def check(key: str, value: Any) -> Any:
         if value not in choices:
@@ -355,6 +364,16 @@ _KEYS: dict[str, _Key] = {
         _one_of("influxdb", "victoriametrics"),
         'line-protocol rules of the target: "influxdb" or "victoriametrics"',
     ),
+    "spool_dir": _Key(_STR, "", None, 'disk spool directory; "" = off (see Disk spool)'),
+    "spool_max_bytes": _Key(
+        _INT, 256 << 20, _at_least(65536), "spool bytes per worker; beyond, oldest dropped"
+    ),
+    "spool_fsync": _Key(
+        _STR, "interval", _one_of("always", "interval", "never"), "spool durability policy"
+    ),
+    "spool_replay_points_per_s": _Key(
+        _FLOAT, 20000.0, _positive, "spooled points written back per second"
+    ),
 }
 _STORAGE_DEFAULTS = {"clickhouse": {"port": 8123}}
 """Defaults that differ by ``storage_type``."""
@@ -401,6 +420,10 @@ class Settings:
     custom_series: Mapping[str, Series] = field(default_factory=lambda: MappingProxyType({}))
     instance_offset: int | str = "random"
     influx_dialect: str = "influxdb"
+    spool_dir: str = ""
+    spool_max_bytes: int = 256 << 20
+    spool_fsync: str = "interval"
+    spool_replay_points_per_s: float = 20000.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Settings:

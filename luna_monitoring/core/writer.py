@@ -15,6 +15,13 @@ every ``flushing_period`` (sooner when a batch is full) and handles the server's
   write endpoint at the URL) are logged once as an error with the fix and retried only
   every ``max_retry_delay_s``: waiting longer does not fix them, a person does.
 
+With a disk spool (``spool_dir``, see :mod:`.spool`), the tick moves the waiting lines to
+the spool while writes fail, else those beyond half of ``max_buffer_points`` (and whatever
+the bound sheds); :meth:`Writer.stop` spools what could not be delivered at once; the sender
+writes the spool back (:mod:`.replay`) whenever the live lines are delivered, at most
+``spool_replay_points_per_s``. A spool that cannot be written (disk full, read-only) is
+retried after ``SPOOL_RETRY_S``; meanwhile the buffer drops its oldest points as without one.
+
 A failing database is logged once when the outage starts (again only if the kind of failure
 changes) and once when it ends. A point is never sent again after its write succeeded; a
 retry after a failure whose answer was lost may send it twice, with the same measurement,
@@ -34,7 +41,9 @@ from ..storages import Storage, WriteError, make_encoder, misconfiguration
 from .buffer import Buffer
 from .logs import worker_logger
 from .point import Point, PointTuple, as_points
+from .replay import Replay
 from .settings import Settings
+from .spool import Spool, server_number
 from .throttle import LogThrottle
 
 logger = worker_logger(__name__)
@@ -45,6 +54,8 @@ Sink = Callable[[list[Point]], Any]
 TICK_S = 0.05
 TICK_POINTS = 1000
 BACKOFF_BASE_S = 0.5
+SPOOL_RETRY_S = 5.0
+ADOPT_EVERY_S = 30.0
 _RETRIED = frozenset({401, 403, 404, 408, 429})
 _NEEDS_A_PERSON = frozenset({"credentials", "configuration"})
 _PARTIAL_WRITE = re.compile(r"partial write.*dropped=(\d+)", re.DOTALL)
@@ -110,6 +121,12 @@ class Writer:
         self._reject_warning = LogThrottle()
         self._sink_warning = LogThrottle()
         self._bug_warning = LogThrottle()
+        self._spool: Spool | None = None
+        self._replay: Replay | None = None
+        self._spilling: asyncio.Future | None = None
+        self._syncing: asyncio.Future | None = None
+        self._spool_retry_at = self._replay_at = self._adopt_at = 0.0
+        self._spool_warning = LogThrottle()
 
     def __repr__(self) -> str:
         return f"Writer({self.settings.target}, buffered={len(self._buffer)})"
@@ -137,11 +154,29 @@ class Writer:
             "write_errors": self._write_errors,
             "retries": self._retries,
             "sink_errors": self._sink_errors,
+            **self._spool_stats(),
+        }
+
+    def _spool_stats(self) -> dict[str, int]:
+        spool, replay = self._spool, self._replay
+        if spool is None or replay is None:
+            return {}
+        return {
+            "points_spooled": spool.points_spooled,
+            "spool_bytes": spool.bytes,
+            "points_replayed": replay.written,
+            "points_replay_rejected": replay.rejected,
+            "spool_points_dropped": spool.points_dropped,
+            "spool_corrupt_frames": replay.corrupt_frames,
+            "spool_corrupt_bytes": replay.corrupt_bytes,
+            "spool_segments_adopted": spool.segments_adopted,
         }
 
     async def start(self) -> None:
-        """Start the tick and the sender on the running event loop."""
+        """Open the spool if one is set; start the tick and the sender on the running loop."""
         loop = asyncio.get_running_loop()
+        if self.settings.spool_dir:
+            await self._open_spool()
         self._last_pass = loop.time()
         settings = self.settings
         logger.info(
@@ -188,10 +223,15 @@ class Writer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self._failures = 0  # the final flush backs off from the shortest delay
+        await asyncio.gather(
+            *(f for f in (self._spilling, self._syncing) if f is not None), return_exceptions=True
+        )
         await self._drain_all()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(deadline), self._lock:
                 await self._final_flush(deadline)
+        if self._spool is not None:
+            await self._close_spool()
         undelivered = len(self._buffer)
         if undelivered:
             dropped = self._buffer.dropped
@@ -209,6 +249,8 @@ class Writer:
     async def _final_flush(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         while not await self._deliver(len(self._buffer)):
+            if self._spool is not None:
+                return  # what is left goes to the spool
             await asyncio.sleep(min(self._retry_at or 0.0, deadline) - loop.time())
 
     # -- tick: raw points -> sinks -> lines ------------------------------------------
@@ -219,6 +261,8 @@ class Writer:
             await asyncio.sleep(period)
             try:
                 await self._drain_all()
+                if self._spool is not None:
+                    await self._spill()
             except Exception:
                 if self._bug_warning.ready(asyncio.get_running_loop().time()):
                     logger.exception("monitoring: taking points from the buffer failed")
@@ -296,7 +340,7 @@ class Writer:
             elif self._buffer.lines < self._batch_size:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(self._last_pass + period):
+                    async with asyncio.timeout_at(self._next_pass_at(period)):
                         await self._wake.wait()
             # Woken by a full batch before the period: full batches only.
             due = self._retry_at is not None or loop.time() >= self._last_pass + period
@@ -304,11 +348,19 @@ class Writer:
                 await self._drain_all()
                 if due:
                     self._last_pass = loop.time()
-                await self._deliver(self._buffer.lines if due else 0)
+                if await self._deliver(self._buffer.lines if due else 0):
+                    await self._replay_batch()
+            if self._retry_at is not None and not self._buffer.lines and not self._replaying():
+                self._retry_at = None  # nothing is left to retry
 
-    async def _deliver(self, quota: int) -> bool:
-        """Write ``quota`` lines, then full batches while there are; False after a failure."""
-        buffer = self._buffer
+    def _next_pass_at(self, period: float) -> float:
+        next_at = self._last_pass + period
+        return min(next_at, self._replay_at) if self._replaying() else next_at
+
+    async def _deliver(self, quota: int, source: Buffer | Replay | None = None) -> bool:
+        """Write ``quota`` lines of ``source`` (the buffer), then full batches while there
+        are; False after a failure."""
+        buffer = self._buffer if source is None else source
         limit = self._batch_size
         while buffer.lines and (quota > 0 or buffer.lines >= self._batch_size):
             body, count = buffer.begin(limit)
@@ -326,7 +378,7 @@ class Writer:
                     buffer.keep()
                     limit = (count + 1) // 2
                     continue
-                self._rejected(error, count)
+                self._rejected(error, count, buffer)
             except BaseException:
                 buffer.keep()
                 raise
@@ -345,19 +397,19 @@ class Writer:
             # Only the type: the text of an unexpected error may hold a secret.
             raise WriteError(None, f"unexpected {type(exc).__name__}") from None
 
-    def _rejected(self, error: WriteError, count: int) -> None:
+    def _rejected(self, error: WriteError, count: int, source: Buffer | Replay) -> None:
         rejected = error.rejected
         if rejected is None:
             match = _PARTIAL_WRITE.search(error.message)
             rejected = int(match[1]) if match else count
         rejected = min(count, rejected)
-        self._buffer.settle(count - rejected, rejected)
+        source.settle(count - rejected, rejected)
         if self._reject_warning.ready(asyncio.get_running_loop().time(), rejected):
             logger.warning(
                 "monitoring: %s rejected %d points as bad data (%d in all): HTTP %s: %s",
                 self.settings.target,
                 self._reject_warning.take(),
-                self._buffer.rejected,
+                source.rejected,
                 error.status,
                 error.message,
             )
@@ -416,3 +468,139 @@ class Writer:
         self._failures = 0
         self._retry_at = self._outage_since = None
         self._outage_kinds.clear()
+
+    # -- spool: what the bound or the shutdown would drop, and its replay ---------------
+
+    async def _open_spool(self) -> None:
+        settings = self.settings
+        try:
+            spool = await asyncio.to_thread(
+                Spool.open,
+                settings.spool_dir,
+                settings.service,
+                server_number(),
+                settings.spool_max_bytes,
+                settings.spool_fsync,
+            )
+        except OSError as exc:
+            logger.error(
+                "monitoring: spool_dir %r cannot be used (%s): running without a spool, points "
+                "beyond max_buffer_points are dropped; make it a directory this user can "
+                'create and write, or set spool_dir to ""',
+                settings.spool_dir,
+                exc,
+            )
+            return
+        self._spool, self._replay = spool, Replay(spool)
+        self._buffer.spill = True
+        await self._adopt()
+        if spool.pending:
+            logger.info(
+                "monitoring: spool %s holds %d bytes not yet delivered; they are written back "
+                "to %s",
+                spool.directory,
+                spool.bytes,
+                settings.target,
+            )
+
+    async def _adopt(self) -> None:
+        spool = self._spool
+        assert spool is not None
+        try:
+            moved = await asyncio.to_thread(spool.adopt)
+        except OSError as exc:
+            logger.warning("monitoring: adopting the spool of stopped workers failed: %s", exc)
+            return
+        if moved:
+            logger.info(
+                "monitoring: adopted %d spool segments of stopped workers into %s",
+                moved,
+                spool.directory,
+            )
+
+    def _replaying(self) -> bool:
+        """Whether spooled lines wait to be written back."""
+        return self._replay is not None and bool(self._replay.lines or self._replay.spool.pending)
+
+    async def _spill(self) -> None:
+        """Move to the spool the lines the bound shed, then every waiting line while writes
+        fail, else those beyond half the bound (after a failed spool write, only once
+        ``SPOOL_RETRY_S`` have passed)."""
+        spool, buffer = self._spool, self._buffer
+        assert spool is not None
+        if not buffer.spill:
+            if asyncio.get_running_loop().time() < self._spool_retry_at:
+                return
+            buffer.spill = True
+        # While writes fail, all that waits goes (the most room for a burst); else only
+        # beyond half the bound, which a healthy writer seldom holds.
+        lines = buffer.shed(0 if self._failures else buffer.max_points // 2)
+        if lines:
+            self._spilling = asyncio.ensure_future(self._write_spool(lines))
+            await asyncio.shield(self._spilling)
+            self._spilling = None
+        if spool.sync_due() and (self._syncing is None or self._syncing.done()):
+            # Not awaited: a slow fsync must not hold up the next spill.
+            self._syncing = asyncio.ensure_future(asyncio.to_thread(spool.sync))
+
+    async def _write_spool(self, lines: list[str]) -> int:
+        """Spool ``lines``; on failure put back what was not written and pause the spool."""
+        spool = self._spool
+        assert spool is not None
+        try:
+            written, error = await asyncio.to_thread(spool.write, lines)
+        except Exception as exc:  # a bug must not lose the lines
+            written, error = 0, exc
+        if error is not None:
+            now = asyncio.get_running_loop().time()
+            self._buffer.spill = False
+            self._spool_retry_at = now + SPOOL_RETRY_S
+            self._buffer.restore(lines[written:])
+            if self._spool_warning.ready(now):
+                logger.warning(
+                    "monitoring: writing the spool in %s failed %d time(s) (%s): points beyond "
+                    "max_buffer_points are dropped until it works again (retried every %g s)",
+                    spool.directory,
+                    self._spool_warning.take(),
+                    error,
+                    SPOOL_RETRY_S,
+                )
+        return written
+
+    async def _close_spool(self) -> None:
+        """Spool what could not be delivered; seal the segment, release the directory."""
+        spool, replay = self._spool, self._replay
+        assert spool is not None and replay is not None
+        self._buffer.spill = True
+        lines = self._buffer.shed(0)
+        if lines:
+            written = await self._write_spool(lines)
+            logger.info(
+                "monitoring: spooled %d undelivered points to %s; they are written when the "
+                "service runs again",
+                written,
+                spool.directory,
+            )
+        replay.close()
+        await asyncio.to_thread(spool.close)
+
+    async def _replay_batch(self) -> None:
+        """Write one batch of the spool back, at most ``spool_replay_points_per_s``."""
+        replay = self._replay
+        loop = asyncio.get_running_loop()
+        if replay is None or loop.time() < self._replay_at:
+            return
+        if replay.lines < self._batch_size:
+            await asyncio.to_thread(replay.fill, self._batch_size)
+            for damage in replay.damaged:
+                logger.warning("monitoring: spool segment %s; the rest is replayed", damage)
+            replay.damaged.clear()
+        count = replay.lines
+        if not count:
+            if loop.time() >= self._adopt_at:
+                self._adopt_at = loop.time() + ADOPT_EVERY_S
+                await self._adopt()
+            return
+        began = loop.time()
+        await self._deliver(count, replay)
+        self._replay_at = began + count / self.settings.spool_replay_points_per_s

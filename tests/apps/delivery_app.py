@@ -2,7 +2,8 @@
 
 Configured by environment: ``APP_MONITORING`` (JSON of ``app.config.MONITORING``),
 ``APP_PORT``, ``APP_LOG_LEVEL`` (level of the root logger, default INFO; all log output
-goes to stderr). Routes:
+goes to stderr), ``APP_WORKERS`` (default 1: a single process) with ``APP_NAME`` (the app's
+name, the same in every worker). Routes:
 
 * ``GET /work``: an ordinary route; the extension emits its ``requests`` point.
 * ``GET /burst?n=N``: records N ``requests`` points at once (many points, cheaply).
@@ -32,7 +33,8 @@ logging.basicConfig(
 
 EXCLUDED = "^GET:/(burst|stats)$"
 
-app = Sanic(f"delivery_{uuid.uuid4().hex[:8]}")
+# Workers re-import this module: with APP_WORKERS > 1 every process needs the same name.
+app = Sanic(os.environ.get("APP_NAME") or f"delivery_{uuid.uuid4().hex[:8]}")
 app.config.MONITORING = {"excluded_routes": [EXCLUDED], **json.loads(os.environ["APP_MONITORING"])}
 app.extend(extensions=[MonitoringExtension])
 
@@ -60,10 +62,12 @@ async def stats(request):
 
 
 if __name__ == "__main__":
+    workers = int(os.environ.get("APP_WORKERS", "1"))
     app.run(
         host="127.0.0.1",
         port=int(os.environ["APP_PORT"]),
-        single_process=True,
+        single_process=workers == 1,
+        workers=workers,
         access_log=False,
         motd=False,
     )
