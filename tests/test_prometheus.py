@@ -380,8 +380,11 @@ class TestWorkerHealth:
         assert got["monitoring_points_rejected_total"] == 0
         assert got["monitoring_write_errors_total"] >= 2
         assert got["monitoring_write_retries_total"] >= 2
-        dropped = got[f"monitoring_plugin_points_dropped_total{raising}"]  # queue full
-        assert got[f"monitoring_plugin_errors_total{raising}"] + dropped == sent
+        # A point reaches the plugins unless the bound drops it as it is appended (before the
+        # writer's tick hands points to the sinks); there it fails or is dropped (queue full).
+        seen = got[f"monitoring_plugin_errors_total{raising}"]
+        seen += got[f"monitoring_plugin_points_dropped_total{raising}"]
+        assert sent - got["monitoring_points_dropped_total"] <= seen <= sent
         assert got[f"monitoring_plugin_timeouts_total{raising}"] == 0
         assert got[f"monitoring_plugin_errors_total{hanging}"] == 0
         assert "monitoring_last_write_timestamp_seconds" not in got  # never written

@@ -14,6 +14,10 @@ or denied -> 403, anything else as answered (retried). When some tables of a bat
 stored and another failed with an error that is retried, the retry sends only the rows not
 yet stored or refused, so nothing is stored twice.
 
+With ``cluster`` set the inserts go to the ``Distributed`` tables with
+``insert_distributed_sync=1``: each answers once every shard stored its share (forwarding in
+the background stored rows twice in tests).
+
 Before the first write (and after a 404) the tables are created with ``CREATE ... IF NOT
 EXISTS`` when ``create_tables`` is true, else checked: a missing one is one clear error.
 """
@@ -152,6 +156,8 @@ class ClickHouseStorage:
         if query is None:
             name = f"{quote(self._database)}.{quote(table.decode())}"
             query = self._inserts[table] = f"INSERT INTO {name} FORMAT JSONEachRow"
+        if self._settings.cluster:
+            return {"query": query, "insert_distributed_sync": "1"}
         return {"query": query}
 
     async def _check_tables(self) -> None:
