@@ -22,7 +22,7 @@ venv: $(VENV)/.installed
 $(LOWEST)/.installed: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install --quiet uv
 	rm -rf $(LOWEST)
-	$(VENV)/bin/uv venv --quiet --python $(OLDEST_PYTHON) $(LOWEST)
+	$(VENV)/bin/uv venv --quiet --seed --python $(OLDEST_PYTHON) $(LOWEST)
 	VIRTUAL_ENV=$(LOWEST) $(VENV)/bin/uv pip install --quiet --resolution lowest-direct -e '.[dev]'
 	touch $@
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sanic
 from apps.equivalent import monitoring_of
 from PIL import Image, ImageDraw
 from sanic import Sanic
@@ -26,6 +27,11 @@ from example_app.aiohttp_app import create_app as create_aiohttp_app
 from example_app.app import STATS_ROUTES, Options, create_app
 from example_app.estimators import ISO_CHECKS, SDK_ESTIMATIONS
 from luna_monitoring.core.schema import ESTIMATOR_SERIES
+
+_WORKER_READY = (
+    "INFO: Worker ready" if int(sanic.__version__.split(".")[0]) >= 24 else "INFO: Starting worker"
+)
+"""What a Sanic worker logs once it serves (Sanic 23.12 logs "Starting worker" then)."""
 
 
 def image_bytes(width: int = 320, height: int = 240, fmt: str = "JPEG", orientation: int = 1):
@@ -345,7 +351,7 @@ def test_python_m_example_app_runs_from_any_directory(tmp_path, influx_db):
         )
         wait_until(lambda: influx_db.count("requests") >= 1, timeout=30)
         # Stopping before both workers are up trips a Sanic race (a BrokenPipeError).
-        wait_until(lambda: log_path.read_text().count("INFO: Worker ready") >= 2, timeout=60)
+        wait_until(lambda: log_path.read_text().count(_WORKER_READY) >= 2, timeout=60)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
