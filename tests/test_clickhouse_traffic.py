@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import operator
+import os
 import random
 import subprocess
 import sys
@@ -26,7 +27,8 @@ from example_app.influxd import InfluxD
 from luna_monitoring.core.schema import SERIES
 from luna_monitoring.storages.clickhouse_tables import EXTRAS, tables
 
-TEE = "tests.apps.influx_tee_plugin:InfluxTeePlugin"
+TEE = "influx_tee_plugin:InfluxTeePlugin"
+APPS = Path(__file__).resolve().parent / "apps"
 _INFLUX_TYPES = {"float": float, "integer": int, "string": str, "boolean": bool}
 _CLICKHOUSE_TYPES = {float: "Nullable(Float64)", int: "Nullable(Int64)", str: "Nullable(String)"}
 
@@ -42,6 +44,8 @@ def run(influx: InfluxD, server: ClickHouse, database: str, workdir: Path, **mor
         "LUNA_MONITORING_PORT": str(server.port),
         "LUNA_MONITORING_DATABASE": database,
         "LUNA_MONITORING_PLUGINS": json.dumps([PLUGIN, TEE]),
+        # tests/apps itself: some releases (sanic-ext 24.12.0) install a top-level ``tests``
+        "PYTHONPATH": os.pathsep.join([str(APPS.parent.parent), str(APPS)]),
         "TEE_INFLUX_PORT": str(influx.port),
         "TEE_INFLUX_DATABASE": DATABASE,
         # Each insert makes a part of some 15-50 files: under this machine's load one takes up

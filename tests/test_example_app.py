@@ -29,9 +29,9 @@ from example_app.estimators import ISO_CHECKS, SDK_ESTIMATIONS
 from luna_monitoring.core.schema import ESTIMATOR_SERIES
 
 _WORKER_READY = (
-    "INFO: Worker ready" if int(sanic.__version__.split(".")[0]) >= 24 else "INFO: Starting worker"
+    "Worker ready [" if int(sanic.__version__.split(".")[0]) >= 25 else "Starting worker ["
 )
-"""What a Sanic worker logs once it serves (Sanic 23.12 logs "Starting worker" then)."""
+"""What a Sanic worker logs once it serves (before Sanic 25, "Starting worker" then)."""
 
 
 def image_bytes(width: int = 320, height: int = 240, fmt: str = "JPEG", orientation: int = 1):
@@ -355,7 +355,7 @@ def test_python_m_example_app_runs_from_any_directory(tmp_path, influx_db):
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            wait_until(lambda: log_path.read_text().count("INFO: Worker complete") == 2, 60)
+            wait_until(lambda: log_path.read_text().count("Worker complete [") == 2, 60)
             proc.wait(10)  # Sanic 25.12's main process sometimes hangs after its workers
         except subprocess.TimeoutExpired:
             pass
