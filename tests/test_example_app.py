@@ -355,7 +355,7 @@ def test_python_m_example_app_runs_from_any_directory(tmp_path, influx_db):
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            wait_until(lambda: log_path.read_text().count("Worker complete [") == 2, 60)
+            wait_until(lambda: log_path.read_text().count("Worker complete [") >= 2, 60)
             proc.wait(10)  # Sanic 25.12's main process sometimes hangs after its workers
         except subprocess.TimeoutExpired:
             pass
