@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from overhead import APP_CPU, TICKS_PER_S, _cpu_ticks, _wrk  # noqa: E402
+from overhead import APP_CPU, LOAD_CPU, TICKS_PER_S, _cpu_ticks, _wrk  # noqa: E402
 from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
 
 PEERS_DIR = ROOT / "bench" / ".peers"
@@ -341,7 +341,7 @@ def main() -> None:
     unknown = set(args.peers) - PEERS.keys()
     if unknown:
         parser.error(f"unknown peers: {', '.join(sorted(unknown))}; known: {', '.join(PEERS)}")
-    os.sched_setaffinity(0, {1 - APP_CPU})  # InfluxDB (a child) runs beside wrk
+    os.sched_setaffinity(0, {LOAD_CPU})  # InfluxDB (a child) runs beside wrk
     for variant in args.peers:
         interpreter(variant)
     pairs: dict[str, list[tuple[Run, Run]]] = {variant: [] for variant in args.peers}
