@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -423,68 +424,112 @@ class TestExampleApp:
                 prometheus = prometheus_factory(f"127.0.0.1:{port}")
                 with ThreadPoolExecutor(8) as pool:
                     statuses = list(pool.map(lambda call: send(base_url, call), calls))
-                stored = wait_until(lambda: (c := counts(influx)).get("requests") == 200 and c, 60)
-                self.check_families(prometheus, influx, statuses, stored, began)
+                wait_until(lambda: counts(influx).get("requests") == 200, 60)
+                self.check_families(prometheus, influx, statuses, began)
             finally:
                 stop_service(service)
 
     @staticmethod
-    def check_families(prometheus, influx, statuses, stored, began) -> None:
-        def expect(query: str, expected: dict[str, float], label: str = "") -> None:
-            wait_until(lambda: promql_values(prometheus, query, label) == expected, timeout=30)
+    def check_families(prometheus, influx, statuses, began) -> None:
+        def expect(query: str, stored: Callable[[], dict], label: str = "") -> dict:
+            """Wait until the scraped values of ``query`` equal what InfluxDB holds (both read
+            again each time: the last batches may still be on their way); return those."""
+            expected: dict = {}
+
+            def same() -> bool:
+                nonlocal expected
+                expected = stored()
+                return promql_values(prometheus, query, label) == expected
+
+            try:
+                wait_until(same, 30)
+            except AssertionError:
+                got = promql_values(prometheus, query, label)
+                diff = {k: (got.get(k), expected.get(k)) for k in got.keys() | expected.keys()}
+                wrong = {k: pair for k, pair in diff.items() if pair[0] != pair[1]}
+                raise AssertionError(f"{query}: (scraped, stored) differ for {wrong}") from None
+            return expected
+
+        def estimators() -> dict[str, int]:
+            stored = counts(influx)
+            return {name: stored.get(name, 0) for name in ESTIMATOR_SERIES}
+
+        def by_batch() -> dict[str, int]:
+            found: collections.Counter[str] = collections.Counter()
+            regex = f"/^({'|'.join(ESTIMATOR_SERIES)})$/"
+            query = f"SELECT COUNT(execution_time) FROM {regex} GROUP BY batch_size"
+            for series in influx.query(query, DATABASE):
+                found[count_range(series["tags"]["batch_size"])] += series["values"][0][1]
+            return found
+
+        def tasks() -> dict[str, int]:
+            query = "SELECT COUNT(execution_time) FROM sdkloop_task GROUP BY image_count"
+            found = influx_values(influx, query)
+            return {"3-4" if key == "3" else key: value for key, value in found.items()}
+
+        def used() -> dict[str, float]:
+            usages = influx.query("SELECT SUM(*) FROM usages_statistic", DATABASE)[0]
+            return {
+                column.removeprefix("sum_").removesuffix("_usages"): value
+                for column, value in zip(usages["columns"], usages["values"][0], strict=True)
+                if column != "time"
+            }
+
+        def newest() -> dict[str, float]:
+            found = influx.query("SELECT LAST(liveness_balance) FROM licensing", DATABASE)
+            return {"": found[0]["values"][0][1]}
+
+        def fixed(value: dict) -> Callable[[], dict]:
+            return lambda: value
 
         classes = collections.Counter(f"{status // 100}xx" for status in statuses)
-        estimators = {name: stored[name] for name in ESTIMATOR_SERIES}
-        assert len(estimators) == 38 and all(estimators.values())
-        expect("sum(request_count_total)", {"": 200})
-        expect("sum(errors_count_total)", {"": sum(s >= 400 for s in statuses)})
-        expect("sum(request_duration_seconds_count)", {"": 200})
-        expect("sum by (status_class) (responses_total)", dict(classes), "status_class")
-        expect("sum by (series) (estimation_duration_seconds_count)", estimators, "series")
-        by_batch: collections.Counter[str] = collections.Counter()
-        regex = f"/^({'|'.join(ESTIMATOR_SERIES)})$/"
-        query = f"SELECT COUNT(execution_time) FROM {regex} GROUP BY batch_size"
-        for series in influx.query(query, DATABASE):
-            by_batch[count_range(series["tags"]["batch_size"])] += series["values"][0][1]
-        assert len(by_batch) > 1
-        expect("sum by (batch_size) (estimation_duration_seconds_count)", by_batch, "batch_size")
-        formats = influx_values(influx, "SELECT COUNT(size) FROM image_load GROUP BY format")
-        assert set(formats) == {"JPEG", "PNG"}
-        expect("sum by (format) (image_load_duration_seconds_count)", formats, "format")
-        sizes = influx_values(influx, "SELECT SUM(size) FROM image_load GROUP BY format")
-        expect("sum by (format) (image_load_size_bytes_sum)", sizes, "format")
-        tasks = influx_values(
-            influx, "SELECT COUNT(execution_time) FROM sdkloop_task GROUP BY image_count"
+        expect("sum(request_count_total)", fixed({"": 200}))
+        expect("sum(errors_count_total)", fixed({"": sum(s >= 400 for s in statuses)}))
+        expect("sum(request_duration_seconds_count)", fixed({"": 200}))
+        expect("sum by (status_class) (responses_total)", fixed(dict(classes)), "status_class")
+        found = expect("sum by (series) (estimation_duration_seconds_count)", estimators, "series")
+        assert len(found) == 38 and all(found.values())
+        found = expect(
+            "sum by (batch_size) (estimation_duration_seconds_count)", by_batch, "batch_size"
         )
-        assert set(tasks) == {"1", "3"}
+        assert len(found) > 1
+        query = "SELECT COUNT(size) FROM image_load GROUP BY format"
+        found = expect(
+            "sum by (format) (image_load_duration_seconds_count)",
+            lambda: influx_values(influx, query),
+            "format",
+        )
+        assert set(found) == {"JPEG", "PNG"}
+        query = "SELECT SUM(size) FROM image_load GROUP BY format"
         expect(
-            "sum by (image_count) (sdkloop_task_duration_seconds_count)",
-            {"1": tasks["1"], "3-4": tasks["3"]},
-            "image_count",
+            "sum by (format) (image_load_size_bytes_sum)",
+            lambda: influx_values(influx, query),
+            "format",
         )
-        usages = influx.query("SELECT SUM(*) FROM usages_statistic", DATABASE)[0]
-        used = {
-            column.removeprefix("sum_").removesuffix("_usages"): value
-            for column, value in zip(usages["columns"], usages["values"][0], strict=True)
-            if column != "time"
-        }
-        assert len(used) == 23 and sum(used.values()) > 0
-        expect("sum by (estimator) (usages_total)", used, "estimator")
-        reports = influx_values(
-            influx, "SELECT COUNT(liveness_balance) FROM licensing GROUP BY license_status"
+        found = expect(
+            "sum by (image_count) (sdkloop_task_duration_seconds_count)", tasks, "image_count"
         )
-        assert set(reports) == {"warning", "error"}
-        expect("sum by (status) (license_reports_total)", reports, "status")
-        newest = influx.query("SELECT LAST(liveness_balance) FROM licensing", DATABASE)
-        expect("liveness_balance", {"": newest[0]["values"][0][1]})
-        expect("sum(monitoring_points_written_total)", {"": sum(stored.values())})
+        assert set(found) == {"1", "3-4"}
+        found = expect("sum by (estimator) (usages_total)", used, "estimator")
+        assert len(found) == 23 and sum(found.values()) > 0
+        query = "SELECT COUNT(liveness_balance) FROM licensing GROUP BY license_status"
+        found = expect(
+            "sum by (status) (license_reports_total)",
+            lambda: influx_values(influx, query),
+            "status",
+        )
+        assert set(found) == {"warning", "error"}
+        expect("liveness_balance", newest)
+        expect("sum(monitoring_points_written_total)", lambda: {"": sum(counts(influx).values())})
         for name in ("buffered", "dropped_total", "rejected_total"):
-            expect(f"sum(monitoring_points_{name})", {"": 0})
-        expect("sum(monitoring_write_errors_total)", {"": 0})
-        expect("sum(monitoring_write_retries_total)", {"": 0})
+            expect(f"sum(monitoring_points_{name})", fixed({"": 0}))
+        expect("sum(monitoring_write_errors_total)", fixed({"": 0}))
+        expect("sum(monitoring_write_retries_total)", fixed({"": 0}))
         plugin = "example_app.plugins:JsonLinesPlugin"
-        expect("sum by (plugin) (monitoring_plugin_errors_total)", {plugin: 0}, "plugin")
-        expect("sum by (plugin) (monitoring_plugin_timeouts_total)", {plugin: 0}, "plugin")
-        expect("sum by (plugin) (monitoring_plugin_points_dropped_total)", {plugin: 0}, "plugin")
+        expect("sum by (plugin) (monitoring_plugin_errors_total)", fixed({plugin: 0}), "plugin")
+        expect("sum by (plugin) (monitoring_plugin_timeouts_total)", fixed({plugin: 0}), "plugin")
+        expect(
+            "sum by (plugin) (monitoring_plugin_points_dropped_total)", fixed({plugin: 0}), "plugin"
+        )
         (last,) = promql_values(prometheus, "monitoring_last_write_timestamp_seconds").values()
         assert began < last < time.time()
