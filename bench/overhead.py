@@ -22,6 +22,16 @@ only in monitoring:
 * ``bare+builtins`` / ``monitored+builtins``: as above with sanic-ext's built-in extensions
   (what ``AUTO_EXTEND`` or a plain ``app.extend(extensions=[...])`` loads).
 
+The estimation-heavy pair serves ``GET /`` with a handler that does what an SDK handler
+records, its own work left out: two image loads, ten estimations (one with five fields set)
+and two usage counts, then ``text("hello")``; its ratios are taken against
+``estimation-bare`` of the same round:
+
+* ``estimation-bare``: the same handler without monitoring (the blocks around nothing);
+* ``estimation-monitored``: ``MonitoringExtension`` and ``@monitored_estimation``: 15 points
+  a request (``requests``, ``sdkloop_task``, 2 ``image_load``, 10 estimator points,
+  ``usages_statistic``) delivered to the local InfluxDB 1.x.
+
 The aiohttp pair is the same hello world as an ``aiohttp.web.Application`` served by
 ``web.run_app`` (access log off), its ratios taken against ``aiohttp-bare`` of the same round:
 
@@ -87,13 +97,23 @@ VARIANTS = (
     "aiohttp-header",
     "aiohttp-middleware",
     "aiohttp-signal",
+    "estimation-bare",
+    "estimation-monitored",
 )
 AIOHTTP = "aiohttp-"
+ESTIMATION = "estimation-"
+ESTIMATIONS = (
+    "face_detection", "face_warp", "face_warp_quality", "eyes", "head_pose", "mask", "glasses",
+    "emotions", "basic_attributes", "livenessv1",
+)  # fmt: skip
 
 
 def baseline(variant: str) -> str:
-    """The variant whose ratios ``variant`` is measured against: its framework's bare app."""
-    return f"{AIOHTTP}bare" if variant.startswith(AIOHTTP) else "bare"
+    """The variant whose ratios ``variant`` is measured against: the bare app of its kind."""
+    for prefix in (AIOHTTP, ESTIMATION):
+        if variant.startswith(prefix):
+            return f"{prefix}bare"
+    return "bare"
 
 
 FIXED_ID = "1700000000,1b4e28ba-2fa1-41d2-883f-0016d3cca427"
@@ -108,6 +128,9 @@ def serve(variant: str, port: int, influx_port: int, database: str) -> None:
     """Run the app of ``variant`` in this process until SIGINT."""
     if variant.startswith(AIOHTTP):
         serve_aiohttp(variant.removeprefix(AIOHTTP), port, influx_port, database)
+        return
+    if variant.startswith(ESTIMATION):
+        serve_estimation(variant == f"{ESTIMATION}monitored", port, influx_port, database)
         return
     from sanic import Sanic, text
 
@@ -165,6 +188,54 @@ def serve_aiohttp(variant: str, port: int, influx_port: int, database: str) -> N
             config["excluded_routes"] = [".*"]
         setup_monitoring(app, config)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_estimation(monitored: bool, port: int, influx_port: int, database: str) -> None:
+    """Run the estimation-heavy app (monitored or not) until SIGINT."""
+    from contextlib import nullcontext
+
+    from sanic import Sanic, text
+
+    from luna_monitoring import MonitoringExtension, current_collector, monitored_estimation
+
+    app = Sanic("bench_estimation")
+    app.config.MONITORING = {"version": 1, "port": influx_port, "database": database}
+    app.extend(extensions=[MonitoringExtension] if monitored else [], built_in_extensions=False)
+
+    class Unmonitored:
+        """What the handler calls when nothing is monitored: blocks around nothing."""
+
+        def image_load(self, **tags):
+            return nullcontext(self)
+
+        def estimation(self, series, **tags):
+            return nullcontext(self)
+
+        def set(self, **fields):
+            pass
+
+        def add_usage(self, estimator, count=1):
+            pass
+
+    unmonitored = Unmonitored()
+
+    async def estimate(request):
+        collector = current_collector() if monitored else unmonitored
+        for image_format in ("JPEG", "PNG"):
+            with collector.image_load(format=image_format, exif=True, autorotated=False) as load:
+                load.set(size=48_213, height=480, width=640)
+        with collector.estimation("face_detection", batch_size=2) as detection:
+            detection.set(detection_count=2, image_height=480, image_width=640,
+                          face_detection_height=120, face_detection_width=96)  # fmt: skip
+        for series in ESTIMATIONS[1:]:
+            with collector.estimation(series, batch_size=2):
+                pass
+        collector.add_usage("face_detector", 2)
+        collector.add_usage("liveness_estimator", 2)
+        return text("hello")
+
+    app.get("/")(monitored_estimation(estimate) if monitored else estimate)
+    app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False)
 
 
 def _add_naive_monitoring(app, write_url: str) -> None:
@@ -272,7 +343,8 @@ def run_together(variants: list[str], influx: InfluxDB1, seconds: int, connectio
             process.wait(30)
     results = []
     for (variant, _, _, database), sent, requests, cpu in zip(apps, warm, done, cpu_s, strict=True):
-        delivers = variant.removeprefix(AIOHTTP).startswith(("monitored", "spooled", "gzip"))
+        kind = variant.removeprefix(AIOHTTP).removeprefix(ESTIMATION)
+        delivers = kind.startswith(("monitored", "spooled", "gzip"))
         results.append(
             {
                 "rps": requests / elapsed,
@@ -301,7 +373,9 @@ def main() -> None:
         serve(variant, int(port), int(influx_port), database)
         return
     if any(baseline(variant) not in args.variants for variant in args.variants):
-        parser.error("the variants must include their baseline, bare or aiohttp-bare")
+        parser.error(
+            "the variants must include their baseline: bare, aiohttp-bare or estimation-bare"
+        )
     os.sched_setaffinity(0, {LOAD_CPU})  # InfluxDB (a child) runs beside wrk
     others = [variant for variant in args.variants if baseline(variant) != variant]
     pairs: dict[str, list[tuple[dict, dict]]] = {variant: [] for variant in args.variants}

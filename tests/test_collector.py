@@ -637,3 +637,27 @@ class TestTagSets:
         _task, *masks, _usages = as_points(collector.points(1.0))
         assert [int(point.tags["batch_size"]) for point in masks] == list(range(20_000))
         assert 0 < len(collector_module._TAG_SETS["sdk-many-batch-sizes"]) <= 10_000
+
+    def test_image_load_tags_are_shared_read_only_and_written_as_given(self):
+        """Loads with the same tags share one read-only mapping; 1 is not True for ``exif``."""
+        collector = _collector()
+        recorded = [("JPEG", True, False), ("JPEG", True, False), ("PNG", True, False)]
+        recorded += [("JPEG", False, True), ("JPEG", 1, 0), ("JPEG", True, False)]
+        for image_format, exif, autorotated in recorded:
+            with collector.image_load(format=image_format, exif=exif, autorotated=autorotated):
+                pass
+        _task, *loads, _usages = as_points(collector.points(1.0))
+        assert loads[0].tags is loads[1].tags is loads[5].tags
+        assert loads[0].tags is not loads[2].tags
+        written = [(p.tags["format"], p.tags["exif"], p.tags["autorotated"]) for p in loads]
+        assert written == [
+            ("JPEG", "True", "False"),
+            ("JPEG", "True", "False"),
+            ("PNG", "True", "False"),
+            ("JPEG", "False", "True"),
+            ("JPEG", "1", "0"),
+            ("JPEG", "True", "False"),
+        ]
+        assert all(point.tags["service"] == SERVICE for point in loads)
+        with pytest.raises(TypeError):
+            loads[0].tags["format"] = "PNG"  # type: ignore[index]

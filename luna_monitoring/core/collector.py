@@ -59,8 +59,9 @@ _NUMERIC_FIELDS: Mapping[str, Mapping[str, type]] = {
 }
 _USAGE_FIELDS: Mapping[str, str] = {name: f"{name}_usages" for name in USAGE_ESTIMATORS}
 _IMAGE_LOAD = SERIES["image_load"]
-# service -> {batch_size or (batch_size, extra tag, its value): tags of estimator points},
-# at most _MAX_SERVICES x _MAX_TAG_SETS (each dict is emptied when full)
+# service -> {batch_size or (batch_size, extra tag, its value): tags of estimator points,
+# ("image_load", format, exif, autorotated): tags of image_load points}, at most
+# _MAX_SERVICES x _MAX_TAG_SETS (each dict is emptied when full)
 _TAG_SETS: dict[str, dict[Hashable, Mapping[str, str]]] = {}
 _MAX_SERVICES = 100
 _MAX_TAG_SETS = 10_000
@@ -237,8 +238,15 @@ class EstimationCollector:
         >>> with collector.image_load(format="JPEG", exif=True, autorotated=False) as load:
         ...     load.set(size=len(body), height=image.height, width=image.width)
         """
-        tags = _IMAGE_LOAD.check_tags({"format": format, "exif": exif, "autorotated": autorotated})
-        tags["service"] = self._service
+        key = ("image_load", format, exif, autorotated)
+        tags = self._tag_sets.get(key) if type(format) is str else None
+        if tags is None or type(exif) is not bool or type(autorotated) is not bool:
+            checked = {"format": format, "exif": exif, "autorotated": autorotated}
+            checked = _IMAGE_LOAD.check_tags(checked)
+            checked["service"] = self._service
+            tags = MappingProxyType(checked)
+            if type(format) is str and type(exif) is bool and type(autorotated) is bool:
+                with_room(self._tag_sets, _MAX_TAG_SETS)[key] = tags
         timing = Timing()
         timing._sink = self._images
         timing._clock = self._clock

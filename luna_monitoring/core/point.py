@@ -298,7 +298,9 @@ class LineEncoder:
         self._max_string_chars = self._dialect.max_string_chars
         self._max_line_chars = self._dialect.max_line_bytes // 4  # longer ones are measured
         self._prefixes: dict[tuple, str] = {}
-        self._shared: dict[int, tuple[MappingProxyType, str, str]] = {}  # id: tags, series, prefix
+        # id(tags): (tags, {series: prefix}); the entry keeps the mapping alive, so its id
+        # cannot be reused while it is cached
+        self._shared: dict[int, tuple[MappingProxyType, dict[str, str]]] = {}
         self._field_keys: dict[str, str] = {}
         self.points_without_fields = 0
         self.points_invalid = 0
@@ -327,13 +329,13 @@ class LineEncoder:
                 series, time_ns, tags, fields = point
                 if type(tags) is not MappingProxyType:
                     line = prefixes[series, *tags, *tags.values()]
-                else:
+                else:  # shared by the points of one or more series (estimators: batch size)
                     entry = shared.get(id(tags))
-                    if entry is not None and entry[0] is tags and entry[1] == series:
-                        line = entry[2]
-                    else:
-                        line = prefixes[series, *tags, *tags.values()]
-                        with_room(shared)[id(tags)] = (tags, series, line)
+                    if entry is None or entry[0] is not tags:
+                        entry = with_room(shared)[id(tags)] = (tags, {})
+                    line = entry[1].get(series)
+                    if line is None:
+                        line = entry[1][series] = prefixes[series, *tags, *tags.values()]
                 sep = " "  # before the first field, "," before the others
                 for name, value in fields.items():
                     kind = type(value)
