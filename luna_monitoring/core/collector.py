@@ -60,7 +60,8 @@ _NUMERIC_FIELDS: Mapping[str, Mapping[str, type]] = {
 _USAGE_FIELDS: Mapping[str, str] = {name: f"{name}_usages" for name in USAGE_ESTIMATORS}
 _IMAGE_LOAD = SERIES["image_load"]
 # service -> {batch_size or (batch_size, extra tag, its value): tags of estimator points,
-# ("image_load", format, exif, autorotated): tags of image_load points}, at most
+# ("image_load", format, exif, autorotated): tags of image_load points, ("sdkloop_task",
+# image count) and "usages_statistic": the tags of those}, at most
 # _MAX_SERVICES x _MAX_TAG_SETS (each dict is emptied when full)
 _TAG_SETS: dict[str, dict[Hashable, Mapping[str, str]]] = {}
 _MAX_SERVICES = 100
@@ -279,14 +280,22 @@ class EstimationCollector:
         """
         if not (self._images or self._estimations or self._usages is not None):
             return []
-        service = self._service
-        task_tags = {"service": service, "image_count": str(len(self._images))}
+        images = len(self._images)
+        tag_sets = self._tag_sets
+        task_tags = tag_sets.get(("sdkloop_task", images))
+        if task_tags is None:
+            task_tags = MappingProxyType({"service": self._service, "image_count": str(images)})
+            with_room(tag_sets, _MAX_TAG_SETS)["sdkloop_task", images] = task_tags
+        usage_tags = tag_sets.get("usages_statistic")
+        if usage_tags is None:
+            usage_tags = MappingProxyType({"service": self._service})
+            with_room(tag_sets, _MAX_TAG_SETS)["usages_statistic"] = usage_tags
         usages = self._usages or dict.fromkeys(_USAGE_FIELDS.values(), 0)
         return [
             ("sdkloop_task", self._start_ns, task_tags, {"execution_time": execution_time}),
             *self._images,
             *self._estimations,
-            ("usages_statistic", self._start_ns, {"service": service}, usages),
+            ("usages_statistic", self._start_ns, usage_tags, usages),
         ]
 
 
