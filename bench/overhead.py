@@ -58,7 +58,13 @@ each loaded by its own wrk: the two share the core and whatever else the machine
 those seconds, so their difference in CPU per request is steadier than between runs one
 after the other (the core's caches are shared too, which makes every cost a little higher).
 
+With ``--against DIR`` (a checkout of another commit, e.g. made with ``git worktree add
+--detach DIR REF``) every monitored variant also runs as ``VARIANT@before``, its app importing
+``luna_monitoring`` from ``DIR``: the same app, the package before and after, alternating in
+one run.
+
     python bench/overhead.py [--rounds 3] [--seconds 5] [--connections 32] [--paired]
+                             [--variants ...] [--against DIR]
 """
 
 from __future__ import annotations
@@ -106,6 +112,9 @@ ESTIMATIONS = (
     "face_detection", "face_warp", "face_warp_quality", "eyes", "head_pose", "mask", "glasses",
     "emotions", "basic_attributes", "livenessv1",
 )  # fmt: skip
+
+
+BEFORE = "@before"
 
 
 def baseline(variant: str) -> str:
@@ -311,18 +320,23 @@ def _wrk(port: int, seconds: int, connections: int) -> int:
     return int(re.search(r"(\d+) requests in", out)[1])
 
 
-def run_together(variants: list[str], influx: InfluxDB1, seconds: int, connections: int) -> list:
-    """Start the apps of ``variants`` (all on APP_CPU), load them at the same time (one wrk
-    each), stop them; per app: throughput, CPU per request and points delivered."""
+def run_together(
+    variants: list[str], influx: InfluxDB1, seconds: int, connections: int, against: str = ""
+) -> list:
+    """Start the apps of ``variants`` (all on APP_CPU; a ``VARIANT@before`` one importing the
+    package from ``against``), load them at the same time (one wrk each), stop them; per
+    app: throughput, CPU per request and points delivered."""
     apps = []
     try:
         for variant in variants:
             port, database = free_port(), unique_name("bench")
             influx.create_database(database)
+            before = variant.endswith(BEFORE)
+            env = {**os.environ, "PYTHONPATH": against} if before else None
             process = subprocess.Popen(
-                ["taskset", "-c", str(APP_CPU), sys.executable, __file__, "--serve", variant,
-                 str(port), str(influx.port), database],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                ["taskset", "-c", str(APP_CPU), sys.executable, __file__, "--serve",
+                 variant.removesuffix(BEFORE), str(port), str(influx.port), database],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
             )  # fmt: skip
             apps.append((variant, process, port, database))
         for _, _, port, _ in apps:
@@ -366,6 +380,7 @@ def main() -> None:
     parser.add_argument(
         "--paired", action="store_true", help="run each variant at the same time as bare"
     )
+    parser.add_argument("--against", metavar="DIR", help="also run the package found in DIR")
     parser.add_argument("--serve", nargs=4, metavar=("VARIANT", "PORT", "INFLUX_PORT", "DB"))
     args = parser.parse_args()
     if args.serve:
@@ -378,6 +393,9 @@ def main() -> None:
         )
     os.sched_setaffinity(0, {LOAD_CPU})  # InfluxDB (a child) runs beside wrk
     others = [variant for variant in args.variants if baseline(variant) != variant]
+    if args.against:
+        others += [f"{variant}{BEFORE}" for variant in others if "monitored" in variant]
+        args.variants = [*args.variants, *(v for v in others if v.endswith(BEFORE))]
     pairs: dict[str, list[tuple[dict, dict]]] = {variant: [] for variant in args.variants}
     with InfluxDB1() as influx:
         for round_ in range(args.rounds):
@@ -385,7 +403,7 @@ def main() -> None:
                 for variant in others[round_ % len(others) :] + others[: round_ % len(others)]:
                     base_variant = baseline(variant)
                     run, base = run_together([variant, base_variant], influx, args.seconds,
-                                             args.connections)  # fmt: skip
+                                             args.connections, args.against)  # fmt: skip
                     pairs[variant].append((run, base))
                     pairs[base_variant].append((base, base))
                     print(f"round {round_ + 1} {variant:20} {json.dumps(run)} {base_variant} "
@@ -394,7 +412,9 @@ def main() -> None:
             shift = round_ % len(args.variants)
             runs = {}
             for variant in args.variants[shift:] + args.variants[:shift]:
-                [runs[variant]] = run_together([variant], influx, args.seconds, args.connections)
+                [runs[variant]] = run_together(
+                    [variant], influx, args.seconds, args.connections, args.against
+                )
                 print(f"round {round_ + 1} {variant:20} {json.dumps(runs[variant])}", flush=True)
             for variant, run in runs.items():
                 pairs[variant].append((run, runs[baseline(variant)]))

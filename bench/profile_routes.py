@@ -12,8 +12,11 @@ shutdown are left out. Profiling inflates every Python call, so the absolute fig
 larger than without the profiler: compare the steps with each other and the totals with the
 bare app's.
 
+With ``--against DIR`` (a checkout of another commit) each monitored variant is profiled a
+second time with ``luna_monitoring`` imported from ``DIR``: where the time went before.
+
     python bench/profile_routes.py [--variants monitored estimation-monitored]
-                                   [--seconds 5] [--connections 32] [--top 0]
+                                   [--seconds 5] [--connections 32] [--top 0] [--against DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import signal
 import subprocess
@@ -33,7 +37,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH))
 
-from overhead import APP_CPU, LOAD_CPU, VARIANTS, _wrk, baseline, serve  # noqa: E402
+from overhead import APP_CPU, BEFORE, LOAD_CPU, VARIANTS, _wrk, baseline, serve  # noqa: E402
 from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
 
 TICK = "tick: drain and buffer lines"
@@ -101,13 +105,15 @@ def serve_profiled(variant: str, port: int, influx_port: int, database: str, out
 
 
 def run(variant: str, influx: InfluxDB1, args: argparse.Namespace, tmp: str) -> tuple:
-    """Profile ``variant`` under wrk: its stats and the number of requests wrk completed."""
+    """Profile ``variant`` under wrk (a ``VARIANT@before`` with the package of
+    ``--against``): its stats and the number of requests wrk completed."""
     port, database, out = free_port(), unique_name("profile"), f"{tmp}/{variant}.prof"
     influx.create_database(database)
+    env = {**os.environ, "PYTHONPATH": args.against} if variant.endswith(BEFORE) else None
     process = subprocess.Popen(
-        ["taskset", "-c", str(APP_CPU), sys.executable, __file__, "--serve", variant, str(port),
-         str(influx.port), database, out],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ["taskset", "-c", str(APP_CPU), sys.executable, __file__, "--serve",
+         variant.removesuffix(BEFORE), str(port), str(influx.port), database, out],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     try:
         wait_until(lambda: http_request("GET", f"http://127.0.0.1:{port}/").status == 200,
@@ -145,20 +151,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--top", type=int, default=0, help="also list the N costliest functions")
+    parser.add_argument("--against", metavar="DIR", help="also profile the package in DIR")
     parser.add_argument("--serve", nargs=5)
     args = parser.parse_args()
     if args.serve:
         variant, port, influx_port, database, out = args.serve
         serve_profiled(variant, int(port), int(influx_port), database, out)
         return
-    import os
-
     os.sched_setaffinity(0, {LOAD_CPU})
     with InfluxDB1() as influx, tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
             bare, bare_requests = run(baseline(variant), influx, args, tmp)
-            stats, requests = run(variant, influx, args, tmp)
-            report(variant, stats, requests, bare.total_tt / bare_requests * 1e6, args.top)
+            bare_us = bare.total_tt / bare_requests * 1e6
+            for profiled in (variant, f"{variant}{BEFORE}") if args.against else (variant,):
+                stats, requests = run(profiled, influx, args, tmp)
+                report(profiled, stats, requests, bare_us, args.top)
 
 
 if __name__ == "__main__":
