@@ -72,7 +72,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -85,6 +84,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from load import APP_CPU, LOAD_CPU, TICKS_PER_S, cpu_ticks, parse_or_serve, wrk  # noqa: E402
 from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
 
 VARIANTS = (
@@ -126,8 +126,6 @@ def baseline(variant: str) -> str:
 
 
 FIXED_ID = "1700000000,1b4e28ba-2fa1-41d2-883f-0016d3cca427"
-APP_CPU, LOAD_CPU = 0, 1
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 # -- the app (``--serve``) ------------------------------------------------------------
@@ -305,21 +303,6 @@ def _add_naive_monitoring(app, write_url: str) -> None:
 # -- the driver -----------------------------------------------------------------------
 
 
-def _cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-
-
-def _wrk(port: int, seconds: int, connections: int) -> int:
-    """Run wrk on LOAD_CPU; the number of requests it completed."""
-    out = subprocess.run(
-        ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-         f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, check=True, timeout=seconds + 30,
-    ).stdout  # fmt: skip
-    return int(re.search(r"(\d+) requests in", out)[1])
-
-
 def run_together(
     variants: list[str], influx: InfluxDB1, seconds: int, connections: int, against: str = ""
 ) -> list:
@@ -343,12 +326,12 @@ def run_together(
             wait_until(lambda port=port: http_request("GET", f"http://127.0.0.1:{port}/").status
                        == 200, timeout=30, ignore=(OSError,))  # fmt: skip
         with ThreadPoolExecutor(len(apps)) as pool:
-            warm = list(pool.map(lambda app: 1 + _wrk(app[2], 1, connections), apps))
-            ticks = [_cpu_ticks(process.pid) for _, process, _, _ in apps]
+            warm = list(pool.map(lambda app: 1 + wrk(app[2], 1, connections), apps))
+            ticks = [cpu_ticks(process.pid) for _, process, _, _ in apps]
             began = time.monotonic()
-            done = list(pool.map(lambda app: _wrk(app[2], seconds, connections), apps))
+            done = list(pool.map(lambda app: wrk(app[2], seconds, connections), apps))
             elapsed = time.monotonic() - began
-            after = [_cpu_ticks(process.pid) for _, process, _, _ in apps]
+            after = [cpu_ticks(process.pid) for _, process, _, _ in apps]
             cpu_s = [(b - a) / TICKS_PER_S for a, b in zip(ticks, after, strict=True)]
     finally:
         for _, process, _, _ in apps:
@@ -381,11 +364,8 @@ def main() -> None:
         "--paired", action="store_true", help="run each variant at the same time as bare"
     )
     parser.add_argument("--against", metavar="DIR", help="also run the package found in DIR")
-    parser.add_argument("--serve", nargs=4, metavar=("VARIANT", "PORT", "INFLUX_PORT", "DB"))
-    args = parser.parse_args()
-    if args.serve:
-        variant, port, influx_port, database = args.serve
-        serve(variant, int(port), int(influx_port), database)
+    args = parse_or_serve(parser, serve)
+    if args is None:
         return
     if any(baseline(variant) not in args.variants for variant in args.variants):
         parser.error(

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from overhead import APP_CPU, LOAD_CPU, TICKS_PER_S, _cpu_ticks, _wrk  # noqa: E402
+from load import APP_CPU, LOAD_CPU, TICKS_PER_S, cpu_ticks, parse_or_serve, wrk  # noqa: E402
 from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
 
 PEERS_DIR = ROOT / "bench" / ".peers"
@@ -277,12 +277,12 @@ def run_variant(variant: str, influx: InfluxDB1, seconds: int, connections: int)
         if process.poll() is not None:
             lines = log.read_text(errors="replace").strip().splitlines() or ["no output"]
             return Run(0.0, 0.0, 0, None, error=lines[-1][:160])
-        warm = 1 + _wrk(port, 1, connections)
-        ticks = _cpu_ticks(process.pid)
+        warm = 1 + wrk(port, 1, connections)
+        ticks = cpu_ticks(process.pid)
         began = time.monotonic()
-        served = _wrk(port, seconds, connections)
+        served = wrk(port, seconds, connections)
         elapsed = time.monotonic() - began
-        cpu_s = (_cpu_ticks(process.pid) - ticks) / TICKS_PER_S
+        cpu_s = (cpu_ticks(process.pid) - ticks) / TICKS_PER_S
         recorded = json.loads(http_request("GET", f"{base}{COUNT_PATH}").body)["recorded"]
     finally:
         if process.poll() is None:
@@ -332,11 +332,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--peers", nargs="+", default=[p for p in PEERS if p != "bare"])
-    parser.add_argument("--serve", nargs=4, metavar=("VARIANT", "PORT", "INFLUX_PORT", "DB"))
-    args = parser.parse_args()
-    if args.serve:
-        variant, port, influx_port, database = args.serve
-        serve(variant, int(port), int(influx_port), database)
+    args = parse_or_serve(parser, serve)
+    if args is None:
         return
     unknown = set(args.peers) - PEERS.keys()
     if unknown:

@@ -37,7 +37,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH))
 
-from overhead import APP_CPU, BEFORE, LOAD_CPU, VARIANTS, _wrk, baseline, serve  # noqa: E402
+from load import APP_CPU, LOAD_CPU, wrk  # noqa: E402
+from overhead import BEFORE, VARIANTS, baseline, serve  # noqa: E402
 from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
 
 TICK = "tick: drain and buffer lines"
@@ -118,9 +119,9 @@ def run(variant: str, influx: InfluxDB1, args: argparse.Namespace, tmp: str) -> 
     try:
         wait_until(lambda: http_request("GET", f"http://127.0.0.1:{port}/").status == 200,
                    timeout=30, ignore=(OSError,))  # fmt: skip
-        _wrk(port, 1, args.connections)
+        wrk(port, 1, args.connections)
         process.send_signal(signal.SIGUSR1)
-        requests = _wrk(port, args.seconds, args.connections)
+        requests = wrk(port, args.seconds, args.connections)
         process.send_signal(signal.SIGUSR2)
     finally:
         process.send_signal(signal.SIGINT)

@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from load import APP_CPU, LOAD_CPU, wrk_output  # noqa: E402
 from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
 
 from luna_monitoring.core.buffer import Buffer  # noqa: E402
@@ -50,7 +51,6 @@ from luna_monitoring.core.writer import Writer  # noqa: E402
 from luna_monitoring.storages import make_storage  # noqa: E402
 
 SERVICE = "luna-remote-sdk"
-APP_CPU, LOAD_CPU = 0, 1
 TAGS = {"service": SERVICE, "route": "POST:/sdk", "status_code": "200"}
 
 
@@ -205,11 +205,8 @@ def serve(port: int, config: str) -> None:
 
 
 def _wrk(port: int, seconds: int) -> tuple[float, float]:
-    out = subprocess.run(
-        ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency",
-         f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, check=True, timeout=seconds + 30,
-    ).stdout  # fmt: skip
+    """Requests/s and the 99th percentile latency in ms."""
+    out = wrk_output(port, seconds, 32, "--latency")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
     value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()
     return rps, float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
