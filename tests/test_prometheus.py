@@ -479,6 +479,9 @@ class TestExampleApp:
             found = influx.query("SELECT LAST(liveness_balance) FROM licensing", DATABASE)
             return {"": found[0]["values"][0][1]}
 
+        def grouped(query: str) -> Callable[[], dict[str, float]]:
+            return lambda: influx_values(influx, query)
+
         def fixed(value: dict) -> Callable[[], dict]:
             return lambda: value
 
@@ -493,31 +496,19 @@ class TestExampleApp:
             "sum by (batch_size) (estimation_duration_seconds_count)", by_batch, "batch_size"
         )
         assert len(found) > 1
-        query = "SELECT COUNT(size) FROM image_load GROUP BY format"
-        found = expect(
-            "sum by (format) (image_load_duration_seconds_count)",
-            lambda: influx_values(influx, query),
-            "format",
-        )
+        loads = grouped("SELECT COUNT(size) FROM image_load GROUP BY format")
+        found = expect("sum by (format) (image_load_duration_seconds_count)", loads, "format")
         assert set(found) == {"JPEG", "PNG"}
-        query = "SELECT SUM(size) FROM image_load GROUP BY format"
-        expect(
-            "sum by (format) (image_load_size_bytes_sum)",
-            lambda: influx_values(influx, query),
-            "format",
-        )
+        sizes = grouped("SELECT SUM(size) FROM image_load GROUP BY format")
+        expect("sum by (format) (image_load_size_bytes_sum)", sizes, "format")
         found = expect(
             "sum by (image_count) (sdkloop_task_duration_seconds_count)", tasks, "image_count"
         )
         assert set(found) == {"1", "3-4"}
         found = expect("sum by (estimator) (usages_total)", used, "estimator")
         assert len(found) == 23 and sum(found.values()) > 0
-        query = "SELECT COUNT(liveness_balance) FROM licensing GROUP BY license_status"
-        found = expect(
-            "sum by (status) (license_reports_total)",
-            lambda: influx_values(influx, query),
-            "status",
-        )
+        reports = grouped("SELECT COUNT(liveness_balance) FROM licensing GROUP BY license_status")
+        found = expect("sum by (status) (license_reports_total)", reports, "status")
         assert set(found) == {"warning", "error"}
         expect("liveness_balance", newest)
         expect("sum(monitoring_points_written_total)", lambda: {"": sum(counts(influx).values())})
