@@ -15,7 +15,8 @@ writer moves the oldest lines to the spool before the bound is reached. Only ``a
 still drops: the request path does no I/O.
 
 Waiting lines are held in three parts, oldest first: ``_lines`` (one ``str`` a line),
-``_packed`` (blocks of ``pack_lines`` lines, zlib level 1: ~4 times smaller) and ``_tail``
+``_packed`` (blocks of ``pack_lines`` lines joined by ``\n``, which no line holds since the
+encoders escape it; zlib level 1: ~4 times smaller) and ``_tail``
 (where :meth:`Buffer.add` puts new lines). Only beyond ``pack_after`` lines in the tail does
 ``add`` pack its oldest into blocks, so a sender that keeps up never packs; the oldest lines
 are taken from ``_lines``, then from a block unpacked into it, then from the tail. ``append``
