@@ -22,10 +22,14 @@ one 5000-line request body (a request waits that long), and the cost of the requ
 ``append`` against a closure that would also check the length.
 
 Memory: a fresh process runs a ``Writer`` (default settings) against a port where nothing
-listens, appending ``--outage-rate`` points/s for ``--outage-s`` seconds; RSS growth is
-measured from the first second on.
+listens, appending ``--outage-rate`` realistic request points/s (``gzip_ratio.realistic``: a
+random uuid4 ``request_id``, full-precision ``execution_time``) for ``--outage-s`` seconds;
+RSS growth is measured from the first second on and divided by the points buffered since.
+Beside it: the event-loop CPU time per line to pack the buffer's tail into zlib blocks and
+to unpack them.
 
     python bench/writer.py [--points 200000] [--rounds 5] [--outage-s 30]
+                           [--mode all|throughput|outage]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import asyncio
 import gzip
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -45,6 +50,7 @@ from pathlib import Path
 from timeit import repeat, timeit
 from typing import Any
 
+from gzip_ratio import realistic
 from influxdb_client import InfluxDBClient, WriteOptions
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
@@ -141,6 +147,7 @@ def run_writer(settings: Settings, series: str, n: int, async_api: bool = False)
         seconds = time.perf_counter() - began
         await writer.stop()
         assert writer.stats["points_written"] == n, writer.stats
+        assert getattr(writer._buffer, "packs", 0) == 0, "a writer that keeps up packed"
         return seconds
 
     return asyncio.run(main())
@@ -253,20 +260,28 @@ def outage_child(seconds: float, rate: int) -> None:
         writer = Writer(settings, make_storage(settings))
         await writer.start()
         per_tick = rate // 100
+        rng = random.Random(1)
         began = time.monotonic()
-        base_ns = time.time_ns()
-        produced, start_rss, peak = 0, None, 0.0
+        produced, start_rss, start_buffered, peak = 0, None, 0, 0.0
         while (elapsed := time.monotonic() - began) < seconds:
-            for point in make_points("requests", produced, per_tick, base_ns):
+            for point in realistic(per_tick, rng):
                 writer.append(point)
             produced += per_tick
             if start_rss is None and elapsed >= 1.0:
-                start_rss = rss_mib()
+                start_rss, start_buffered = rss_mib(), len(writer._buffer)
             peak = max(peak, rss_mib())
             await asyncio.sleep(max(0.0, began + produced / rate - time.monotonic()))
         stats = writer.stats
+        packs = getattr(writer._buffer, "packs", 0)
         await writer.stop()
-        return {"start_mib": start_rss, "peak_mib": peak, "produced": produced, **stats}
+        return {
+            "start_mib": start_rss,
+            "start_buffered": start_buffered,
+            "peak_mib": peak,
+            "produced": produced,
+            "packs": packs,
+            **stats,
+        }
 
     print(json.dumps(asyncio.run(main())))
 
@@ -345,18 +360,48 @@ def batch_loop_cost_ms(batch_size: int = 5000) -> dict[str, float]:
     return {name: min(repeat(fn, number=5, repeat=5)) / 5 * 1e3 for name, fn in variants.items()}
 
 
+def pack_cost_us(n: int = 20_000, rounds: int = 5) -> dict[str, float]:
+    """CPU µs per realistic line to pack the tail into blocks, and to make a body of them
+    (``begin``) from blocks and from lines never packed."""
+    points = realistic(n, random.Random(1))
+    costs: dict[str, list[float]] = {"pack": [], "begin from blocks": [], "begin from lines": []}
+    for _ in range(rounds):
+        for packed in (True, False):
+            buffer = Buffer(2 * n, pack_after=2 * n)
+            buffer.add(points)
+            if packed:
+                buffer.pack_after = 0
+                began = time.process_time()
+                buffer.add([])  # packs the whole tail
+                costs["pack"].append(time.process_time() - began)
+            began = time.process_time()
+            buffer.begin(n)
+            costs["begin from blocks" if packed else "begin from lines"].append(
+                time.process_time() - began
+            )
+    return {name: min(runs) / n * 1e6 for name, runs in costs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--outage-s", type=float, default=30.0)
     parser.add_argument("--outage-rate", type=int, default=5000)
+    parser.add_argument("--mode", choices=("all", "throughput", "outage"), default="all")
     parser.add_argument("--outage-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.outage_child:
         outage_child(args.outage_s, args.outage_rate)
         return
     os.sched_setaffinity(0, {BENCH_CPU})
+    if args.mode != "outage":
+        run_throughput(args)
+    if args.mode != "throughput":
+        run_outage(args)
+
+
+def run_throughput(args: argparse.Namespace) -> None:
 
     print("request-path append, ns per call:")
     for name, cost in append_cost_ns().items():
@@ -385,13 +430,22 @@ def main() -> None:
     ratio = statistics.median(c / i for c, i in zip(clickhouse, influx, strict=True))
     print(f"  ClickHouse / InfluxDB 1.6 with Writer: x{ratio:4.2f} (median of per-round ratios)")
 
-    print(f"outage: {args.outage_rate} points/s for {args.outage_s:g} s, default settings:")
+
+def run_outage(args: argparse.Namespace) -> None:
+    if hasattr(Buffer(1), "packs"):
+        print("packing the buffer's tail, CPU µs per realistic line:")
+        for name, cost in pack_cost_us().items():
+            print(f"  {name:18} {cost:5.2f}")
+    print(f"outage: {args.outage_rate} realistic points/s for {args.outage_s:g} s, defaults:")
     memory = outage(args.outage_s, args.outage_rate)
+    growth = memory["peak_mib"] - memory["start_mib"]
+    per_point = growth * 2**20 / (memory["points_buffered"] - memory["start_buffered"])
     print(
-        f"  RSS {memory['start_mib']:.1f} MiB at 1 s, peak {memory['peak_mib']:.1f} MiB: "
-        f"growth {memory['peak_mib'] - memory['start_mib']:.1f} MiB; "
-        f"{memory['produced']:,} points, {memory['points_buffered']:,} buffered, "
-        f"{memory['points_dropped']:,} dropped"
+        f"  RSS {memory['start_mib']:.1f} MiB at 1 s ({memory['start_buffered']:,} buffered), "
+        f"peak {memory['peak_mib']:.1f} MiB: growth {growth:.1f} MiB, {per_point:.0f} bytes "
+        f"per point buffered since; {memory['produced']:,} points, "
+        f"{memory['points_buffered']:,} buffered, {memory['points_dropped']:,} dropped, "
+        f"{memory['packs']:,} blocks packed"
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import zlib
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,10 +22,25 @@ def fill(buffer: Buffer, start: int, count: int) -> None:
     buffer.add(buffer.take(count))
 
 
+def number(line: str) -> int:
+    return int(line.split("i=")[1].split("i ")[0])
+
+
 def front(buffer: Buffer, n: int = 10_000) -> list[int]:
     """The ``i`` fields of the oldest lines (puts them on the wire)."""
     body, _ = buffer.begin(n)
-    return [int(line.split("i=")[1].split("i ")[0]) for line in body.decode().splitlines()]
+    return [number(line) for line in body.decode().splitlines()]
+
+
+def held(buffer: Buffer) -> list[int]:
+    """The ``i`` fields of every line held, oldest first: the wire, ``_lines``, the blocks
+    (but their skipped lines), the tail (the buffer is left as it is)."""
+    lines = [*buffer._wire, *buffer._lines]
+    for at, (data, count) in enumerate(buffer._packed):
+        block = zlib.decompress(data).decode().split("\n")
+        assert len(block) == count
+        lines += block[buffer._skip :] if at == 0 else block
+    return [number(line) for line in [*lines, *buffer._tail]]
 
 
 def accounted(buffer: Buffer) -> int:
@@ -214,3 +232,163 @@ def test_restore_puts_lines_back_and_drops_beyond_the_bound() -> None:
     buffer.restore(shed)
     assert (len(buffer), buffer.dropped) == (10, 2)
     assert front(buffer) == list(range(2, 12))
+
+
+# -- packing: the oldest lines of a long tail held as zlib blocks ---------------------------
+
+
+def packing(max_points: int = 1000, pack_after: int = 10, pack_lines: int = 5) -> Buffer:
+    return Buffer(max_points, pack_after=pack_after, pack_lines=pack_lines)
+
+
+def test_add_packs_the_tail_beyond_pack_after_in_blocks() -> None:
+    buffer = packing()
+    fill(buffer, 0, 14)
+    assert buffer.packs == 0
+    fill(buffer, 14, 13)  # 27 in the tail: blocks while it holds 15 or more
+    assert (buffer.packs, len(buffer._packed), len(buffer._tail)) == (3, 3, 12)
+    assert (len(buffer), buffer.lines) == (27, 27)
+    assert held(buffer) == list(range(27))
+
+
+def test_order_holds_through_unpack_keep_shed_and_restore() -> None:
+    buffer = packing()
+    fill(buffer, 0, 40)
+    assert front(buffer, 7) == list(range(7))  # a block and a half unpacked
+    buffer.keep()
+    assert held(buffer) == list(range(40))
+    assert front(buffer, 3) == [0, 1, 2]
+    buffer.settle(3)
+    buffer.spill = True
+    shed = buffer.shed(30)
+    assert [number(line) for line in shed] == list(range(3, 10))
+    fill(buffer, 40, 5)
+    buffer.restore(shed)
+    assert held(buffer) == list(range(3, 45))
+    assert front(buffer) == list(range(3, 45))
+    assert (buffer.lines, buffer.written, buffer.dropped) == (42, 3, 0)
+
+
+def test_appends_at_the_bound_skip_block_lines_without_unpacking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    buffer = packing(max_points=50, pack_after=5, pack_lines=10)
+    fill(buffer, 0, 50)
+    assert (len(buffer._lines), len(buffer._packed), len(buffer._tail)) == (0, 4, 10)
+
+    def unpacked(*args: object) -> bytes:
+        raise AssertionError("append unpacked a block")
+
+    monkeypatch.setattr(zlib, "decompress", unpacked)
+    for i in range(50, 75):
+        buffer.append(point(i))
+        assert len(buffer) == 50
+    assert (buffer.dropped, len(buffer._packed), buffer._skip) == (25, 2, 5)
+    monkeypatch.undo()
+    assert held(buffer) == list(range(25, 50))
+    buffer.add(buffer.take(100))
+    assert front(buffer) == list(range(25, 75))
+    assert accounted(buffer) == 75
+
+
+def test_the_bound_at_a_tick_drops_whole_blocks_without_unpacking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    buffer = packing(max_points=50, pack_after=5, pack_lines=10)
+    fill(buffer, 0, 50)
+    monkeypatch.setattr(zlib, "decompress", None)
+    buffer.add([point(i) for i in range(50, 73)])  # 23 over: two blocks and 3 lines
+    # two blocks and 3 lines of the third dropped; the tail of 33 packed into two more
+    assert (buffer.dropped, len(buffer._packed), buffer._skip, len(buffer)) == (23, 4, 3, 50)
+    monkeypatch.undo()
+    assert held(buffer) == list(range(23, 73))
+
+
+def test_a_sender_that_keeps_up_never_packs() -> None:
+    """A tick of 250 points every 50 ms (5,000/s) and a batch of 5,000 sent as soon as one
+    waits, one write in flight across a tick: the writer's default threshold is never met."""
+    buffer = Buffer(100_000, pack_after=max(100_000 // 4, 2 * 5000))
+    appended = 0
+    for _ in range(2000):
+        fill(buffer, appended, 250)
+        appended += 250
+        if buffer._wire:
+            buffer.settle(len(buffer._wire))
+        elif buffer.lines >= 5000:
+            buffer.begin(5000)
+    assert (buffer.packs, buffer.dropped) == (0, 0)
+    assert accounted(buffer) == appended
+
+
+packed_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(0, 30)),
+        st.tuples(st.just("tick"), st.integers(0, 30)),
+        st.tuples(st.just("begin"), st.integers(1, 25)),
+        st.tuples(st.just("settle"), st.integers(0, 25)),
+        st.tuples(st.just("keep"), st.just(0)),
+        st.tuples(st.just("shed"), st.integers(0, 40)),
+        st.tuples(st.just("spill"), st.integers(0, 1)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    max_points=st.integers(1, 60),
+    pack_after=st.integers(0, 12),
+    pack_lines=st.integers(1, 7),
+    ops=packed_operations,
+)
+def test_packing_changes_nothing_but_memory(
+    max_points: int, pack_after: int, pack_lines: int, ops: list[tuple[str, int]]
+) -> None:
+    """The same operations on a packing buffer and on one that never packs (the model): the
+    same lines in the same order, the same bodies, shed lines and counters; every point
+    counted once (the lines shed count as spooled, or as restored on ``spill`` off)."""
+    buffers = packing(max_points, pack_after, pack_lines), Buffer(max_points, pack_after=10**9)
+    appended = spooled = wire = 0
+    for op, n in ops:
+        if op == "append":
+            for buffer in buffers:
+                for i in range(appended, appended + n):
+                    buffer.append(point(i))
+            appended += n
+        elif op == "tick":
+            for buffer in buffers:
+                buffer.add(buffer.take(n))
+        elif op == "begin" and not wire:
+            bodies = {buffer.begin(n) for buffer in buffers}
+            assert len(bodies) == 1
+            wire = bodies.pop()[1]
+        elif op == "settle" and wire:
+            for buffer in buffers:
+                buffer.settle(wire - min(n, wire), min(n, wire))
+            wire = 0
+        elif op == "keep" and wire:
+            for buffer in buffers:
+                buffer.keep()
+            wire = 0
+        elif op == "shed" and buffers[0].spill:
+            shed = [buffer.shed(n) for buffer in buffers]
+            assert shed[0] == shed[1]
+            spooled += len(shed[0]) // 2
+            for buffer in buffers:
+                buffer.spill = False
+                buffer.restore(shed[0][len(shed[0]) // 2 :])  # the spool took half
+                buffer.spill = True
+        elif op == "spill":
+            for buffer in buffers:
+                buffer.spill = bool(n)
+        ours, model = buffers
+        assert held(ours) == held(model)
+        assert held(ours) == sorted(set(held(ours)))
+        for name in ("raw", "lines", "dropped", "written", "rejected", "_owed", "_room"):
+            assert getattr(ours, name) == getattr(model, name), name
+        assert [number(line) for line in ours._shed] == [number(line) for line in model._shed]
+        assert accounted(ours) + spooled + len(ours._shed) == appended
+        assert len(ours) <= max_points + wire
+        if not wire:
+            assert len(ours) <= max_points
+        assert len(ours._tail) < pack_after + pack_lines

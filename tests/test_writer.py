@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from servers import InfluxDatabase, VictoriaMetrics, free_port, unique_name
+from servers import InfluxDatabase, InfluxDB1, VictoriaMetrics, free_port, unique_name
 from stub_server import (
     RecordedRequest,
     StubResponse,
@@ -349,6 +349,33 @@ class TestBound:
         with StubServer(port=port) as stub:
             await until(lambda: writer.stats["points_written"] == 1000)
         assert numbers(stub.writes) == list(range(2000, 3000))
+
+    async def test_outage_backlog_is_packed_then_delivered_exactly(
+        self, own_influxdb: InfluxDB1, make_writer: MakeWriter
+    ) -> None:
+        """InfluxDB down while 6,000 points come, max_buffer_points=5000: the tail beyond
+        1,250 lines is packed in blocks, the 1,000 oldest are dropped; once InfluxDB is up
+        again the 5,000 newest are stored, each once."""
+        own_influxdb.create_database("packed")
+        own_influxdb.stop()
+        config = {"version": 1, "port": own_influxdb.port, "database": "packed"}
+        writer = await make_writer(
+            batch_size=100, max_buffer_points=5000, max_retry_delay_s=0.2, **config
+        )
+        batch = points(6000)
+        for start in range(0, 6000, 500):
+            feed(writer, batch[start : start + 500])
+            await asyncio.sleep(0.1)  # two ticks: encoded, packed
+        await until(lambda: writer.stats["points_buffered"] == 5000 and not writer._buffer.raw)
+        buffer = writer._buffer
+        assert buffer.packs >= 3 and buffer._packed
+        assert (writer.stats["points_dropped"], writer.stats["write_errors"] > 0) == (1000, True)
+
+        own_influxdb.start()
+        await until(lambda: writer.stats["points_buffered"] == 0, timeout=30)
+        assert (writer.stats["points_written"], writer.stats["points_dropped"]) == (5000, 1000)
+        rows = own_influxdb.query("SELECT n FROM requests", "packed")
+        assert sorted(row["n"] for row in rows) == list(range(1000, 6000))
 
 
 class TestSinks:

@@ -96,7 +96,13 @@ class Writer:
         self.settings = settings
         self.storage = storage
         self.sinks = tuple(sinks)
-        self._buffer = Buffer(settings.max_buffer_points, make_encoder(settings))
+        # Lines are packed only beyond a quarter of the bound and two batches: a sender that
+        # keeps up holds about one batch (it is woken as soon as one is waiting).
+        self._buffer = Buffer(
+            settings.max_buffer_points,
+            make_encoder(settings),
+            pack_after=max(settings.max_buffer_points // 4, 2 * settings.batch_size),
+        )
         self.append: Callable[[PointTuple], None] = self._buffer.append
         """Buffer one point tuple (or :class:`Point`): the request path (a bound
         ``deque.append``; no I/O, never blocks)."""
