@@ -5,7 +5,10 @@ loop with backpressure, until every one is written (checked by reading back the 
 
 * ``writer``: this package's ``Writer`` with default settings but ``gzip: True`` (gzip in a
   worker thread, as for a database on another machine; ``"auto"`` would not compress for
-  these loopback servers), so that every variant compresses;
+  these loopback servers), so that every variant compresses, fed ready point tuples;
+* ``record``: the same ``Writer`` fed through the public API, ``Monitoring.record("requests",
+  tags=..., fields=..., time_ns=...)`` with a ``Monitoring`` made as the extensions make it
+  (each call with its own tags and fields dicts, as a handler's call would);
 * ``writer+WriteApiAsync``: the same ``Writer`` over influxdb-client's ``WriteApiAsync``
   with ``enable_gzip=True`` (level-9 gzip on the event loop);
 * ``WriteApi(dict)`` / ``WriteApi(line)``: influxdb-client's batching ``WriteApi``
@@ -15,9 +18,12 @@ loop with backpressure, until every one is written (checked by reading back the 
   rows, gzip) into the ``requests`` table of a fresh database, beside InfluxDB 1.6.
 
 Variants alternate over ``--rounds``; figures are medians, ratios the medians of the
-per-round ratios. The database runs pinned to
-CPU 1, this process to CPU 0. InfluxDB 1.6 has no ``/api/v2/write``, so influxdb-client
-cannot write to it: there only ``writer`` runs. Beside it: the event-loop CPU time to make
+per-round ratios; beside each rate, the CPU time of this process (all its threads: encoding,
+gzip, HTTP) per point. ``--variants`` runs only the variants of the given names (into every
+database) or ``database:name``; ``--mode throughput`` or ``outage`` runs only one of the two
+parts. The database runs pinned to CPU 1, this process to CPU 0. InfluxDB 1.6 has no ``/api/v2/write``, so influxdb-client
+cannot write to it: there only ``writer`` and ``record`` run, and their ratios are taken
+against ``WriteApi`` into VictoriaMetrics. Beside it: the event-loop CPU time to make
 one 5000-line request body (a request waits that long), and the cost of the request-path
 ``append`` against a closure that would also check the length.
 
@@ -30,6 +36,7 @@ to unpack them.
 
     python bench/writer.py [--points 200000] [--rounds 5] [--outage-s 30]
                            [--mode all|throughput|outage]
+                           [--variants 'record,writer,WriteApi(dict),WriteApi(line)']
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
 from luna_monitoring.core.buffer import Buffer
 from luna_monitoring.core.point import LineEncoder, Point
+from luna_monitoring.core.runtime import Monitoring, instance_offset, worker_clock
 from luna_monitoring.core.settings import Settings
 from luna_monitoring.core.writer import Writer
 from luna_monitoring.storages import make_storage
@@ -120,7 +128,9 @@ class WriteApiAsyncStorage:
             await self._client.close()
 
 
-async def _produce(writer: Writer, series: str, n: int) -> None:
+async def _produce(writer: Writer, n: int, chunk: Callable[[int, int], None]) -> None:
+    """``chunk(start, base_ns)`` makes ``CHUNK`` points from ``start``, ``n`` in all, with
+    backpressure: the loop runs between chunks."""
     base_ns = time.time_ns()
     high_water = 4 * writer.settings.batch_size
     produced = 0
@@ -128,39 +138,79 @@ async def _produce(writer: Writer, series: str, n: int) -> None:
         if writer.stats["points_buffered"] > high_water:
             await asyncio.sleep(0.001)
             continue
-        for point in make_points(series, produced, CHUNK, base_ns):
-            writer.append(point)
+        chunk(produced, base_ns)
         produced += CHUNK
         await asyncio.sleep(0)
 
 
-def run_writer(settings: Settings, series: str, n: int, async_api: bool = False) -> float:
-    """Seconds to deliver ``n`` points with ``Writer``."""
+def appending(writer: Writer, series: str) -> Callable[[int, int], None]:
+    """Chunks of ready points appended to ``writer``, as the request hooks append them."""
 
-    async def main() -> float:
+    def chunk(start: int, base_ns: int) -> None:
+        for point in make_points(series, start, CHUNK, base_ns):
+            writer.append(point)
+
+    return chunk
+
+
+def recording(monitoring: Monitoring, series: str) -> Callable[[int, int], None]:
+    """What a service does: ``record()`` with its own tags and fields for every point."""
+    record = monitoring.record
+
+    def chunk(start: int, base_ns: int) -> None:
+        for i in range(start, start + CHUNK):
+            record(
+                series,
+                tags={"route": "POST:/sdk", "status_code": "200"},
+                fields={
+                    "request_id": f"1700000000,{i:036d}",
+                    "execution_time": 0.0123 + i % 97 / 1e4,
+                },
+                time_ns=base_ns + i * 1000,
+            )
+
+    return chunk
+
+
+Timing = tuple[float, float]
+"""Wall-clock seconds and this process's CPU seconds (all threads) of one delivery."""
+
+
+def run_writer(
+    settings: Settings, series: str, n: int, async_api: bool = False, via_record: bool = False
+) -> Timing:
+    """Seconds to deliver ``n`` points with ``Writer`` (through ``Monitoring.record`` if
+    ``via_record``)."""
+
+    async def main() -> Timing:
         storage = WriteApiAsyncStorage(settings) if async_api else make_storage(settings)
         writer = Writer(settings, storage)
         await writer.start()
-        began = time.perf_counter()
-        await _produce(writer, series, n)
+        began, cpu = time.perf_counter(), time.process_time()
+        if via_record:
+            clock = worker_clock(offset=instance_offset(settings.instance_offset))
+            chunk = recording(Monitoring(settings, writer, clock), series)
+        else:
+            chunk = appending(writer, series)
+        await _produce(writer, n, chunk)
         assert await writer.flush()
-        seconds = time.perf_counter() - began
+        timing = time.perf_counter() - began, time.process_time() - cpu
         await writer.stop()
         assert writer.stats["points_written"] == n, writer.stats
         assert getattr(writer._buffer, "packs", 0) == 0, "a writer that keeps up packed"
-        return seconds
+        return timing
 
     return asyncio.run(main())
 
 
-def run_write_api(url: str, series: str, n: int, as_lines: bool) -> float:
+def run_write_api(url: str, series: str, n: int, as_lines: bool) -> Timing:
     """Seconds to deliver ``n`` points with influxdb-client's batching ``WriteApi``."""
     base_ns = time.time_ns()
     encoder = LineEncoder()
     options = WriteOptions(batch_size=5000, flush_interval=1000)
     with InfluxDBClient(url=url, token="t", org="o", enable_gzip=True) as client:
         write_api = client.write_api(write_options=options)
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         for start in range(0, n, CHUNK):
             points = make_points(series, start, CHUNK, base_ns)
             if as_lines:
@@ -172,27 +222,35 @@ def run_write_api(url: str, series: str, n: int, as_lines: bool) -> float:
                 ]
             write_api.write(bucket="b", record=records)
         write_api.close()
-        return time.perf_counter() - began
+        return time.perf_counter() - began, time.process_time() - cpu
 
 
-def throughput(n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
-    """Points/s of every variant on both databases, alternating, ``rounds`` times."""
-    results: dict[str, dict[str, list[float]]] = {
+RECORDED = {
+    "tags": ["route", "status_code"],
+    "fields": {"request_id": "str", "execution_time": "float"},
+}
+"""The custom series ``record`` declares: the request point's tags and fields."""
+
+
+def throughput(n: int, rounds: int, only: list[str]) -> dict[str, dict[str, list[Timing]]]:
+    """Timings of every variant (of those ``only`` names, if given) on every database,
+    alternating, ``rounds`` times."""
+    results: dict[str, dict[str, list[Timing]]] = {
         "VictoriaMetrics": {},
         "InfluxDB 1.6": {},
         "ClickHouse 18.16": {},
     }
     with PinnedVictoria() as vm, PinnedInflux() as influx, PinnedClickHouse() as clickhouse:
         influx.create_database("bench")
-        v2 = Settings.from_config(
-            {"port": vm.port, "token": "t", "organization": "o", "gzip": True}
-        )
-        v1 = Settings.from_config(
-            {"version": 1, "port": influx.port, "database": "bench", "gzip": True}
-        )
+        v2_config = {"port": vm.port, "token": "t", "organization": "o", "gzip": True}
+        v1_config = {"version": 1, "port": influx.port, "database": "bench", "gzip": True}
+        v2, v1 = Settings.from_config(v2_config), Settings.from_config(v1_config)
 
-        def on_vm(run: Callable[[str], float]) -> Callable[[], float]:
-            def variant() -> float:
+        def declaring(config: dict, series: str) -> Settings:
+            return Settings.from_config({**config, "custom_series": {series: RECORDED}})
+
+        def on_vm(run: Callable[[str], Timing]) -> Callable[[], Timing]:
+            def variant() -> Timing:
                 series = unique_name("bench")
                 result = run(series)
                 assert vm.count_points(series, "execution_time") == n
@@ -200,13 +258,17 @@ def throughput(n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
 
             return variant
 
-        def on_influx() -> float:
-            series = unique_name("bench")
-            result = run_writer(v1, series, n)
-            assert influx.count("bench", series) == n
-            return result
+        def on_influx(via_record: bool) -> Callable[[], Timing]:
+            def variant() -> Timing:
+                series = unique_name("bench")
+                settings = declaring(v1_config, series) if via_record else v1
+                result = run_writer(settings, series, n, via_record=via_record)
+                assert influx.count("bench", series) == n
+                return result
 
-        def on_clickhouse() -> float:
+            return variant
+
+        def on_clickhouse() -> Timing:
             database = unique_name("bench")
             config = {"storage_type": "clickhouse", "port": clickhouse.port, "gzip": True}
             result = run_writer(
@@ -216,8 +278,11 @@ def throughput(n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
             clickhouse.query(f"DROP DATABASE {database}")
             return result
 
-        variants: dict[tuple[str, str], Callable[[], float]] = {
+        variants: dict[tuple[str, str], Callable[[], Timing]] = {
             ("VictoriaMetrics", "writer"): on_vm(lambda s: run_writer(v2, s, n)),
+            ("VictoriaMetrics", "record"): on_vm(
+                lambda s: run_writer(declaring(v2_config, s), s, n, via_record=True)
+            ),
             ("VictoriaMetrics", "writer+WriteApiAsync"): on_vm(
                 lambda s: run_writer(v2, s, n, async_api=True)
             ),
@@ -227,20 +292,60 @@ def throughput(n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
             ("VictoriaMetrics", "WriteApi(line)"): on_vm(
                 lambda s: run_write_api(vm.url, s, n, as_lines=True)
             ),
-            ("InfluxDB 1.6", "writer"): on_influx,
+            ("InfluxDB 1.6", "writer"): on_influx(via_record=False),
+            ("InfluxDB 1.6", "record"): on_influx(via_record=True),
             ("ClickHouse 18.16", "writer"): on_clickhouse,
         }
+        if only:
+            variants = {
+                (db, name): run
+                for (db, name), run in variants.items()
+                if name in only or f"{db}:{name}" in only
+            }
         for round_no in range(rounds):
             order = list(variants.items())
             if round_no % 2:
                 order.reverse()
             for (db, name), variant in order:
-                rate = n / variant()
-                results[db].setdefault(name, []).append(rate)
+                seconds, cpu = variant()
+                results[db].setdefault(name, []).append((seconds, cpu))
                 print(
-                    f"  round {round_no + 1} {db:16} {name:22} {rate:10,.0f} points/s", flush=True
+                    f"  round {round_no + 1} {db:16} {name:22} {n / seconds:10,.0f} points/s "
+                    f"{cpu / n * 1e6:6.2f} µs CPU/point",
+                    flush=True,
                 )
     return results
+
+
+def report_throughput(n: int, results: dict[str, dict[str, list[Timing]]]) -> None:
+    """Medians of rates and CPU per point, and the ratios of ``writer`` and ``record`` into
+    each database to ``WriteApi`` into VictoriaMetrics (medians of the per-round ratios)."""
+    print("medians:")
+    for db, variants in results.items():
+        for name, timings in variants.items():
+            rate = statistics.median(n / seconds for seconds, _ in timings)
+            cpu = statistics.median(cpu / n * 1e6 for _, cpu in timings)
+            print(f"  {db:16} {name:22} {rate:10,.0f} points/s {cpu:6.2f} µs CPU/point")
+    baselines = {
+        name: results["VictoriaMetrics"].get(name) for name in ("WriteApi(dict)", "WriteApi(line)")
+    }
+    print("ratios (median of per-round ratios; WriteApi into VictoriaMetrics in every case):")
+    for db, variants in results.items():
+        for name in ("writer", "record"):
+            ours = variants.get(name)
+            for base_name, base in baselines.items():
+                if ours and base:
+                    ratio = statistics.median(
+                        b / o for (o, _), (b, _) in zip(ours, base, strict=True)
+                    )
+                    print(f"  {name:6} -> {db:16} / {base_name:14} x{ratio:5.2f}")
+    clickhouse = results["ClickHouse 18.16"].get("writer")
+    influx = results["InfluxDB 1.6"].get("writer")
+    if clickhouse and influx:
+        ratio = statistics.median(i / c for (c, _), (i, _) in zip(clickhouse, influx, strict=True))
+        print(
+            f"  ClickHouse / InfluxDB 1.6 with Writer: x{ratio:4.2f} (median of per-round ratios)"
+        )
 
 
 def outage_child(seconds: float, rate: int) -> None:
@@ -389,6 +494,9 @@ def main() -> None:
     parser.add_argument("--outage-s", type=float, default=30.0)
     parser.add_argument("--outage-rate", type=int, default=5000)
     parser.add_argument("--mode", choices=("all", "throughput", "outage"), default="all")
+    parser.add_argument(
+        "--variants", default="", help="comma-separated variant names: run only those"
+    )
     parser.add_argument("--outage-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.outage_child:
@@ -416,19 +524,8 @@ def run_throughput(args: argparse.Namespace) -> None:
         print(f"  {name:32} {cost:6.1f}")
 
     print(f"throughput, {args.points:,} points, {args.rounds} alternating rounds:")
-    results = throughput(args.points, args.rounds)
-    print("medians:")
-    for db, variants in results.items():
-        for name, rates in variants.items():
-            ratio = statistics.median(w / r for w, r in zip(variants["writer"], rates, strict=True))
-            print(
-                f"  {db:16} {name:22} {statistics.median(rates):10,.0f} points/s   "
-                f"writer x{ratio:4.2f} (median of per-round ratios)"
-            )
-
-    clickhouse, influx = results["ClickHouse 18.16"]["writer"], results["InfluxDB 1.6"]["writer"]
-    ratio = statistics.median(c / i for c, i in zip(clickhouse, influx, strict=True))
-    print(f"  ClickHouse / InfluxDB 1.6 with Writer: x{ratio:4.2f} (median of per-round ratios)")
+    only = [word for word in args.variants.split(",") if word]
+    report_throughput(args.points, throughput(args.points, args.rounds, only))
 
 
 def run_outage(args: argparse.Namespace) -> None:

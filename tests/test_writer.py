@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import logging
 import time
@@ -24,7 +25,7 @@ from luna_monitoring.core.logs import worker_label
 from luna_monitoring.core.point import Point
 from luna_monitoring.core.settings import Settings
 from luna_monitoring.core.writer import BACKOFF_BASE_S, Writer, backoff_s, is_retried
-from luna_monitoring.storages import WriteError, make_storage
+from luna_monitoring.storages import WriteError, encode_body, make_storage
 
 T = TypeVar("T")
 TOKEN = "tok-SECRET-9876"
@@ -122,6 +123,77 @@ class TestBatching:
         assert [len(r.lines) for r in stub.writes] == [300, 300, 300, 100]
         assert numbers(stub.writes) == list(range(1000))
         assert writer.stats["points_written"] == 1000
+
+
+class TestCompressAhead:
+    """With gzip, the next full batch is compressed while the write before it is in flight."""
+
+    @pytest.mark.parametrize("version", [1, 2])
+    async def test_bodies_compressed_ahead_are_the_same_batches_in_order(
+        self, stub: StubServer, make_writer: MakeWriter, version: int
+    ) -> None:
+        writer = await make_writer(
+            port=stub.port, start=False, batch_size=300, gzip=True, version=version
+        )
+        feed(writer, points(1000))
+        assert await writer.flush()
+        assert [len(r.lines) for r in stub.writes] == [300, 300, 300, 100]
+        assert {r.content_encoding for r in stub.writes} == {"gzip"}
+        assert numbers(stub.writes) == list(range(1000))
+        # Batches 2 and 3 were full behind the write before them; the last was not.
+        assert writer.bodies_compressed_ahead == 2
+        assert writer.stats["points_written"] == 1000
+
+    async def test_not_without_gzip(self, stub: StubServer, make_writer: MakeWriter) -> None:
+        writer = await make_writer(port=stub.port, start=False, batch_size=300, gzip=False)
+        feed(writer, points(1000))
+        assert await writer.flush()
+        assert numbers(stub.writes) == list(range(1000))
+        assert writer.bodies_compressed_ahead == 0
+
+    async def test_413_split_sends_the_halves_in_order(
+        self, stub: StubServer, make_writer: MakeWriter
+    ) -> None:
+        stub.responder = limit_lines(30)
+        writer = await make_writer(port=stub.port, start=False, batch_size=100, gzip=True)
+        feed(writer, points(250))
+        assert await writer.flush()
+        accepted = [r for r in stub.writes if len(r.lines) <= 30]
+        assert numbers(accepted) == list(range(250))
+        assert (writer.stats["points_written"], writer.stats["points_rejected"]) == (250, 0)
+        # The body made ahead of the refused 100 lines is not sent; those of the halves are.
+        assert 0 < writer.bodies_compressed_ahead < len(accepted)
+
+    async def test_lines_dropped_while_in_flight_make_the_body_anew(self) -> None:
+        """The bound drops the oldest waiting lines during a write: the body compressed
+        ahead is of other lines, so the next write compresses its own."""
+        settings = Settings.from_config({"gzip": True, "batch_size": 100, "max_buffer_points": 300})
+        bodies: list[bytes] = []
+
+        class Storage:
+            accepts_gzipped = True
+
+            async def write(self, body: bytes) -> None:
+                data = await encode_body(body, True)
+                if not bodies:  # the first write is in flight: 200 more points come
+                    feed(writer, points(200, start=300))
+                    writer._drain()  # the bound: 100 owed by the wire, 100 oldest waiting go
+                bodies.append(gzip.decompress(data))
+
+            async def close(self) -> None:
+                pass
+
+        writer = Writer(settings, Storage())
+        feed(writer, points(300))
+        writer._drain()
+        assert await writer.flush()
+        lines = [line for body in bodies for line in body.decode().split("\n")]
+        written = [int(line.split("n=")[1].split("i ")[0]) for line in lines]
+        assert written == [*range(100), *range(200, 500)]
+        assert (writer.stats["points_written"], writer.stats["points_dropped"]) == (400, 100)
+        # Made ahead: 100..199 (dropped, not sent: 200..299 compressed anew), then 300..399
+        # and 400..499, sent.
+        assert writer.bodies_compressed_ahead == 2
 
 
 class TestRealServers:

@@ -15,6 +15,11 @@ every ``flushing_period`` (sooner when a batch is full) and handles the server's
   write endpoint at the URL) are logged once as an error with the fix and retried only
   every ``max_retry_delay_s``: waiting longer does not fix them, a person does.
 
+One write is in flight at a time, the batches in order. While it is, a full batch waiting
+behind it is compressed in a worker thread (with ``gzip`` on, for the InfluxDB storages): the
+next write starts without waiting for its compression. That body is used only if it is
+byte for byte the body of the lines the next write takes, else compressed anew.
+
 With a disk spool (``spool_dir``, see :mod:`.spool`), the tick moves the waiting lines to
 the spool while writes fail, else those beyond half of ``max_buffer_points`` (and whatever
 the bound sheds); :meth:`Writer.stop` spools what could not be delivered at once; the sender
@@ -35,12 +40,13 @@ import contextlib
 import random
 import re
 from collections.abc import Callable, Sequence
+from itertools import islice
 from typing import Any
 
-from ..storages import Storage, WriteError, make_encoder, misconfiguration
+from ..storages import Gzipped, Storage, WriteError, gzip_body, make_encoder, misconfiguration
 from .buffer import Buffer
 from .logs import worker_logger
-from .point import Point, PointTuple, as_points
+from .point import Point, PointTuple, as_points, join_lines
 from .replay import Replay
 from .settings import Settings
 from .spool import Spool, server_number
@@ -69,6 +75,16 @@ def is_retried(status: int | None) -> bool:
 def backoff_s(failures: int, cap_s: float) -> float:
     """Full-jitter exponential backoff after ``failures`` consecutive failed writes."""
     return random.uniform(0.0, min(cap_s, BACKOFF_BASE_S * 2.0 ** min(failures - 1, 30)))
+
+
+def _compress_lines(lines: list[str]) -> tuple[bytes, Gzipped] | None:
+    """The body of ``lines`` and its compression (in a worker thread); ``None`` on failure:
+    the body is then compressed when it is written."""
+    try:
+        body = join_lines(lines)
+        return body, gzip_body(body)
+    except Exception:
+        return None
 
 
 def _failure_kind(error: WriteError, settings: Settings) -> str:
@@ -107,6 +123,15 @@ class Writer:
         """Buffer one point tuple (or :class:`Point`): the request path (a bound
         ``deque.append``; no I/O, never blocks)."""
         self._batch_size = settings.batch_size
+        self._ahead_lines: Callable[[int], list[str]] | None = None
+        if settings.compress and getattr(storage, "accepts_gzipped", False):
+            # The oldest lines behind the wire. Buffer shows them nowhere else; whatever it
+            # holds, a body made of them is sent only if it is the body begin() gives.
+            self._ahead_lines = lambda count: list(
+                islice(getattr(self._buffer, "_lines", ()), count)
+            )
+        self.bodies_compressed_ahead = 0
+        """Bodies written as compressed while the write before them was in flight."""
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -368,11 +393,19 @@ class Writer:
         are; False after a failure."""
         buffer = self._buffer if source is None else source
         limit = self._batch_size
+        ahead: asyncio.Future | None = None  # the next full batch, compressed meanwhile
         while buffer.lines and (quota > 0 or buffer.lines >= self._batch_size):
             body, count = buffer.begin(limit)
             if self._failures:
                 self._retries += 1
             try:
+                if ahead is not None:
+                    body = await self._compressed_ahead(ahead, body)
+                    ahead = None
+                if source is None and self._ahead_lines and buffer.lines - count >= limit:
+                    ahead = asyncio.ensure_future(
+                        asyncio.to_thread(_compress_lines, self._ahead_lines(limit))
+                    )
                 await self._write(body)
             except WriteError as error:
                 self._write_errors += 1
@@ -393,6 +426,14 @@ class Writer:
                 self._succeeded()
             quota -= count
         return True
+
+    async def _compressed_ahead(self, ahead: asyncio.Future, body: bytes) -> bytes:
+        """``ahead``'s compressed body if it was made of the same lines as ``body``."""
+        made = await ahead
+        if made is None or made[0] != body:
+            return body
+        self.bodies_compressed_ahead += 1
+        return made[1]
 
     async def _write(self, body: bytes) -> None:
         try:

@@ -6,7 +6,9 @@ splitting and dropping are the writer's decisions. Bodies are gzip-compressed
 (``Settings.compress``) in a worker thread (zlib releases the GIL), so the event loop never
 waits for compression. Level 1 compresses request lines about 4 times (unique request ids
 and timings; repetitive lines far more) at about 1.1 µs of CPU per line
-(``bench/gzip_ratio.py``), which the loopback default saves.
+(``bench/gzip_ratio.py``), which the loopback default saves. A storage whose
+``accepts_gzipped`` is true takes a :class:`Gzipped` body too (the writer compresses the next
+batch while the current one is written) and sends it as it is.
 """
 
 from __future__ import annotations
@@ -57,8 +59,24 @@ class WriteError(Exception):
         self.rejected = rejected
 
 
+class Gzipped(bytes):
+    """A request body already compressed by :func:`gzip_body`: :func:`encode_body` passes it
+    on as it is."""
+
+    __slots__ = ()
+
+
+def gzip_body(body: bytes) -> Gzipped:
+    """``body`` compressed as :func:`encode_body` compresses it (call it off the event loop)."""
+    return Gzipped(zlib.compress(body, GZIP_LEVEL, _GZIP_WBITS))
+
+
 class Storage(Protocol):
-    """Writes one body of lines from :func:`make_encoder`; raises :class:`WriteError`."""
+    """Writes one body of lines from :func:`make_encoder`; raises :class:`WriteError`.
+
+    A storage may also have ``accepts_gzipped``: if true, ``write`` takes a :class:`Gzipped`
+    body and sends it as it is.
+    """
 
     async def write(self, body: bytes) -> None: ...
 
@@ -130,8 +148,9 @@ def make_encoder(settings: Settings) -> LineEncoder | RowEncoder:
 
 
 async def encode_body(body: bytes, compress: bool) -> bytes:
-    """``body`` gzip-compressed in a worker thread if ``compress``, else as it is."""
-    if not compress:
+    """``body`` gzip-compressed in a worker thread if ``compress`` (unless it is
+    :class:`Gzipped` already), else as it is."""
+    if not compress or type(body) is Gzipped:
         return body
     return await asyncio.to_thread(zlib.compress, body, GZIP_LEVEL, _GZIP_WBITS)
 

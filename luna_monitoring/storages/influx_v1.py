@@ -29,6 +29,8 @@ class InfluxV1Storage:
         if settings.retention_policy:
             self._params["rp"] = settings.retention_policy
         self._gzip = settings.compress
+        self.accepts_gzipped = self._gzip
+        """Whether :meth:`write` takes a :class:`~luna_monitoring.storages.Gzipped` body."""
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self._gzip:
             self._headers["Content-Encoding"] = "gzip"

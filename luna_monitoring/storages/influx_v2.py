@@ -61,6 +61,8 @@ class InfluxV2Storage:
         self._settings = settings
         self._redact = redactor(settings.token)
         self._gzip = settings.compress
+        self.accepts_gzipped = self._gzip
+        """Whether :meth:`write` takes a :class:`~luna_monitoring.storages.Gzipped` body."""
         self._client: InfluxDBClientAsync | None = None
         self._service: WriteService | None = None
 
