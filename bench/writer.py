@@ -21,11 +21,12 @@ Variants alternate over ``--rounds``; figures are medians, ratios the medians of
 per-round ratios; beside each rate, the CPU time of this process (all its threads: encoding,
 gzip, HTTP) per point. ``--variants`` runs only the variants of the given names (into every
 database) or ``database:name``; ``--mode throughput`` or ``outage`` runs only one of the two
-parts. The database runs pinned to CPU 1, this process to CPU 0. InfluxDB 1.6 has no ``/api/v2/write``, so influxdb-client
-cannot write to it: there only ``writer`` and ``record`` run, and their ratios are taken
-against ``WriteApi`` into VictoriaMetrics. Beside it: the event-loop CPU time to make
-one 5000-line request body (a request waits that long), and the cost of the request-path
-``append`` against a closure that would also check the length.
+parts. The database runs pinned to CPU 1, this process to CPU 0. InfluxDB 1.6 has no
+``/api/v2/write``, so influxdb-client cannot write to it: there only ``writer`` and
+``record`` run, and their ratios are taken against ``WriteApi`` into VictoriaMetrics. Beside
+it: the event-loop CPU time to make one 5000-line request body (a request waits that long),
+and the cost of the request-path ``append`` against a closure that would also check the
+length.
 
 Memory: a fresh process runs a ``Writer`` (default settings) against a port where nothing
 listens, appending ``--outage-rate`` realistic request points/s (``gzip_ratio.realistic``: a

@@ -76,6 +76,21 @@ def test_append_drops_the_oldest_line_before_any_raw_point() -> None:
     assert front(buffer) == list(range(3, 13))
 
 
+def test_extend_buffers_and_drops_exactly_as_appends_would() -> None:
+    """One request's points at once: below the bound in one go, at it the oldest dropped."""
+    extended, appended = Buffer(10), Buffer(10)
+    fill(extended, 0, 4)
+    fill(appended, 0, 4)
+    for start, count in ((4, 3), (7, 5), (12, 1)):
+        extended.extend([point(i) for i in range(start, start + count)])
+        for i in range(start, start + count):
+            appended.append(point(i))
+        assert (len(extended), extended.dropped) == (len(appended), appended.dropped)
+    assert (len(extended), extended.dropped) == (10, 3)
+    extended.add(extended.take(10))
+    assert front(extended) == list(range(3, 13))
+
+
 def test_append_owes_lines_on_the_wire_first() -> None:
     buffer = Buffer(10)
     fill(buffer, 0, 10)
@@ -267,6 +282,21 @@ def test_order_holds_through_unpack_keep_shed_and_restore() -> None:
     assert held(buffer) == list(range(3, 45))
     assert front(buffer) == list(range(3, 45))
     assert (buffer.lines, buffer.written, buffer.dropped) == (42, 3, 0)
+
+
+def test_peek_shows_what_begin_takes_next_up_to_a_packed_block() -> None:
+    unpacked = packing(pack_after=1000)
+    fill(unpacked, 0, 8)
+    assert [number(line) for line in unpacked.peek(5)] == [0, 1, 2, 3, 4]
+    assert [number(line) for line in unpacked.peek(50)] == list(range(8))
+    assert held(unpacked) == list(range(8))  # nothing taken
+    buffer = packing()
+    fill(buffer, 0, 27)
+    assert buffer.peek(5) == []  # the oldest lines are packed
+    assert front(buffer, 7) == list(range(7))
+    buffer.keep()
+    assert [number(line) for line in buffer.peek(20)] == list(range(10))  # unpacked so far
+    assert held(buffer) == list(range(27))
 
 
 def test_appends_at_the_bound_skip_block_lines_without_unpacking(

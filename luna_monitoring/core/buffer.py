@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
+from itertools import islice
 from typing import Any
 
 from .point import LineEncoder, Point, join_lines
@@ -102,6 +103,14 @@ class Buffer:
         if len(self._raw) >= self._room:
             self._overflow()
         self._raw.append(point)
+
+    def extend(self, points: list[Point | tuple]) -> None:
+        """Buffer the points of one request, oldest first, as :meth:`append` would."""
+        if len(self._raw) + len(points) <= self._room:
+            self._raw.extend(points)
+        else:
+            for point in points:
+                self.append(point)
 
     def _overflow(self) -> None:
         if self._owed < len(self._wire):
@@ -210,6 +219,14 @@ class Buffer:
         """The body of the oldest lines (at most ``limit``) and their count, now on the wire."""
         self._wire = wire = self._pop_oldest(limit)
         return join_lines(wire), len(wire)
+
+    def peek(self, limit: int) -> list[str]:
+        """The oldest waiting lines, at most ``limit``, left where they are: what
+        :meth:`begin` would take next, except that the list stops at a packed block."""
+        ahead = list(islice(self._lines, limit))
+        if len(ahead) < limit and not self._packed:
+            ahead.extend(islice(self._tail, limit - len(ahead)))
+        return ahead
 
     def settle(self, written: int, rejected: int = 0) -> None:
         """The lines on the wire reached the server: ``written`` stored, ``rejected`` refused."""

@@ -439,6 +439,6 @@ def _finish(
     token: Token[EstimationCollector],
 ) -> None:
     _CURRENT.reset(token)
-    emit = monitoring.emit
-    for point in collector.points(elapsed):
-        emit(point)
+    points = collector.points(elapsed)
+    if points:
+        monitoring.emit_all(points)

@@ -105,6 +105,8 @@ class Monitoring:
         self.emit = writer.append
         """Append a ready point tuple ``(series, time_ns, tags, fields)`` or :class:`Point`
         (request path: no validation, no I/O)."""
+        self.emit_all = writer.extend
+        """Append a list of ready point tuples, oldest first (as :attr:`emit` one by one)."""
         self._plans: dict[str, _Plan] = {}
 
     def _plan(self, series: str) -> _Plan:

@@ -40,7 +40,6 @@ import contextlib
 import random
 import re
 from collections.abc import Callable, Sequence
-from itertools import islice
 from typing import Any
 
 from ..storages import Gzipped, Storage, WriteError, gzip_body, make_encoder, misconfiguration
@@ -122,14 +121,12 @@ class Writer:
         self.append: Callable[[PointTuple], None] = self._buffer.append
         """Buffer one point tuple (or :class:`Point`): the request path (a bound
         ``deque.append``; no I/O, never blocks)."""
+        self.extend: Callable[[list[PointTuple]], None] = self._buffer.extend
+        """Buffer several point tuples at once, oldest first (a request's estimation points)."""
         self._batch_size = settings.batch_size
         self._ahead_lines: Callable[[int], list[str]] | None = None
         if settings.compress and getattr(storage, "accepts_gzipped", False):
-            # The oldest lines behind the wire. Buffer shows them nowhere else; whatever it
-            # holds, a body made of them is sent only if it is the body begin() gives.
-            self._ahead_lines = lambda count: list(
-                islice(getattr(self._buffer, "_lines", ()), count)
-            )
+            self._ahead_lines = self._buffer.peek
         self.bodies_compressed_ahead = 0
         """Bodies written as compressed while the write before them was in flight."""
         self._lock = asyncio.Lock()
