@@ -48,7 +48,7 @@ STEPS = (  # (part of the file's path, function names or None for all, step), fi
     ("core/request_points.py", {"assign_id", "request_id"}, "request id: make or check"),
     ("core/clock.py", None, "worker clock"),
     ("sanic/header_text.py", None, "response header"),
-    ("core/buffer.py", {"append", "_overflow"}, "buffer append"),
+    ("core/buffer.py", {"append", "extend", "_overflow"}, "buffer append"),
     ("sanic/request_hooks.py", None, "request hooks (start, response, point tuples)"),
     ("aiohttp/request_hooks.py", None, "request hooks (start, response, point tuples)"),
     ("aiohttp/__init__.py", None, "request hooks (start, response, point tuples)"),
