@@ -26,6 +26,7 @@ from luna_monitoring.core.point import (
     MIN_TIME_NS,
     VM_MAX_LINE_BYTES,
     VM_MAX_STRING_CHARS,
+    CountFields,
     Dropped,
     LineEncoder,
     Point,
@@ -488,6 +489,45 @@ class TestCaches:
 
     def test_tag_sets_with_left_out_tags_are_counted_in_every_point(self):
         assert counted(Point("m", 1, {"time": "x"}, {"f": 1}))[1] == 2
+
+
+class TestCountFields:
+    """The usages' counts: their text is made once per distinct set of values."""
+
+    @pytest.mark.parametrize("keys", [("a_usages", "b_usages", "c_usages"), ("a", "b\\ x", "c=d")])
+    def test_written_as_a_plain_dict_would_be_for_every_set_of_values(self, keys):
+        tags = MappingProxyType({"service": "s"})
+        values = [(0, 0, 0), (2, 0, 1), (0, 0, 0), (2, 0, 1), (7, 9, 2**63 - 1), (0, 0, 0)]
+        counts = [
+            ("u", t, tags, CountFields(zip(keys, v, strict=True))) for t, v in enumerate(values)
+        ]
+        plain = [("u", t, tags, dict(zip(keys, v, strict=True))) for t, v in enumerate(values)]
+        encoder = LineEncoder()
+        assert encoder.encode_lines(counts) == encode(*plain)
+        assert encoder.encode_lines(counts[::-1]) == encode(*plain[::-1])
+
+    def test_the_text_of_each_set_of_values_is_made_once(self):
+        counts = [("u", t, {}, CountFields(a=t % 3, b=1)) for t in range(1, 10)]
+        encoder = LineEncoder()
+        assert encoder.encode_lines(counts) == [f"u a={t % 3}i,b=1i {t}" for t in range(1, 10)]
+        assert encoder._counts == {("u", 1, 1): "a=1i,b=1i", ("u", 2, 1): "a=2i,b=1i",
+                                   ("u", 0, 1): "a=0i,b=1i"}  # fmt: skip
+
+    def test_a_count_beyond_int64_is_left_out_every_time_and_not_kept(self):
+        fields = CountFields(a=1, b=2**63)
+        encoder = LineEncoder()
+        lines = encoder.encode_lines([("u", 1, {}, fields), ("u", 2, {}, fields)])
+        assert (lines, encoder.fields_dropped, encoder._counts) == (["u a=1i 1", "u a=1i 2"], 2, {})
+
+    def test_a_point_out_of_the_time_range_is_invalid_even_when_its_text_is_known(self):
+        encoder = LineEncoder()
+        fields = CountFields(a=1)
+        lines = encoder.encode_lines([("u", 1, {}, fields), ("u", MAX_TIME_NS + 1, {}, fields)])
+        assert (lines, encoder.points_invalid) == (["u a=1i 1"], 1)
+
+    def test_counts_of_another_series_get_their_own_text(self):
+        lines = encode(("u", 1, {}, CountFields(a=1)), ("v", 2, {}, CountFields(b=1)))
+        assert lines == ["u a=1i 1", "v b=1i 2"]
 
 
 def test_join_lines_makes_one_utf8_body_with_lone_surrogates_replaced():

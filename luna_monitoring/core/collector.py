@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .caches import with_room
-from .point import PointTuple
+from .point import CountFields, PointTuple
 from .schema import (
     ESTIMATOR_SERIES,
     INT64_MAX,
@@ -269,7 +269,7 @@ class EstimationCollector:
         if type(count) is not int or not 0 <= count <= INT64_MAX:
             raise ValueError(f"usage count of {estimator!r} must be an int >= 0, got {count!r}")
         if self._usages is None:
-            self._usages = dict.fromkeys(_USAGE_FIELDS.values(), 0)
+            self._usages = CountFields.fromkeys(_USAGE_FIELDS.values(), 0)
         self._usages[field] += count
 
     def points(self, execution_time: float) -> list[PointTuple]:
@@ -290,7 +290,7 @@ class EstimationCollector:
         if usage_tags is None:
             usage_tags = MappingProxyType({"service": self._service})
             with_room(tag_sets, _MAX_TAG_SETS)["usages_statistic"] = usage_tags
-        usages = self._usages or dict.fromkeys(_USAGE_FIELDS.values(), 0)
+        usages = self._usages or CountFields.fromkeys(_USAGE_FIELDS.values(), 0)
         return [
             ("sdkloop_task", self._start_ns, task_tags, {"execution_time": execution_time}),
             *self._images,

@@ -101,6 +101,14 @@ def as_points(points: Iterable[PointTuple]) -> list[Point]:
     return [point if type(point) is Point else _new_point(Point, point) for point in points]
 
 
+class CountFields(dict):
+    """Fields of one series that are all ``int`` counts (not ``bool``), with the same keys in
+    the same order in every point of the series: the collector's ``usages_statistic``. The
+    encoder writes their text once per distinct set of values and reuses it."""
+
+    __slots__ = ()
+
+
 class Dropped:
     """A field or tag value left out on purpose, with the reason: the request hooks and
     ``record()`` put it where a value could not be taken, and the encoder counts it in
@@ -280,6 +288,7 @@ class LineEncoder:
     """
 
     __slots__ = (
+        "_counts",
         "_dialect",
         "_field_keys",
         "_max_line_chars",
@@ -302,6 +311,7 @@ class LineEncoder:
         # cannot be reused while it is cached
         self._shared: dict[int, tuple[MappingProxyType, dict[str, str]]] = {}
         self._field_keys: dict[str, str] = {}
+        self._counts: dict[tuple, str] = {}  # (series, *values) of CountFields: their text
         self.points_without_fields = 0
         self.points_invalid = 0
         self.fields_dropped = 0
@@ -317,6 +327,7 @@ class LineEncoder:
         """The lines of all points that can be written, in order; the rest are counted."""
         prefixes = self._prefixes
         shared = self._shared
+        counts = self._counts
         keys = self._field_keys
         max_chars = self._max_line_chars
         bounded = max_chars < _UNBOUNDED // 4  # checked first: len() costs 35 ns a point
@@ -336,6 +347,17 @@ class LineEncoder:
                     line = entry[1].get(series)
                     if line is None:
                         line = entry[1][series] = prefixes[series, *tags, *tags.values()]
+                if type(fields) is CountFields:
+                    count_key = (series, *fields.values())
+                    text = counts.get(count_key)
+                    if (
+                        text is not None
+                        and type(time_ns) is int
+                        and MIN_TIME_NS <= time_ns <= MAX_TIME_NS
+                    ):
+                        append(f"{line} {text} {time_ns}")
+                        continue
+                prefix = line
                 sep = " "  # before the first field, "," before the others
                 for name, value in fields.items():
                     kind = type(value)
@@ -366,6 +388,8 @@ class LineEncoder:
                         and not (bounded and len(line) >= max_chars)
                     ):
                         append(f"{line} {time_ns}")
+                        if type(fields) is CountFields:
+                            self._count_text(count_key, fields, line[len(prefix) + 1 :])
                         continue
             except (KeyError, TypeError, ValueError, AttributeError):
                 pass
@@ -373,6 +397,11 @@ class LineEncoder:
             if line is not None:
                 append(line)
         return lines
+
+    def _count_text(self, key: tuple, fields: CountFields, text: str) -> None:
+        """Keep the written text of ``fields`` for the next points with the same values."""
+        if all(type(value) is int for value in fields.values()):
+            with_room(self._counts)[key] = text
 
     def _encode_point(self, point: Any) -> str | None:
         """Encode one point with every check, filling the caches; count what is left out."""
