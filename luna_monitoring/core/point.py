@@ -205,6 +205,7 @@ class Dialect(NamedTuple):
 
 
 _UNBOUNDED = 2**62
+_MAX_COUNT_TEXTS = 1000  # texts of CountFields kept: a usages text is ~700 bytes
 INFLUXDB = Dialect(
     "influxdb",
     influx_measurement,
@@ -401,7 +402,7 @@ class LineEncoder:
     def _count_text(self, key: tuple, fields: CountFields, text: str) -> None:
         """Keep the written text of ``fields`` for the next points with the same values."""
         if all(type(value) is int for value in fields.values()):
-            with_room(self._counts)[key] = text
+            with_room(self._counts, _MAX_COUNT_TEXTS)[key] = text
 
     def _encode_point(self, point: Any) -> str | None:
         """Encode one point with every check, filling the caches; count what is left out."""
