@@ -661,3 +661,6 @@ class TestTagSets:
         assert all(point.tags["service"] == SERVICE for point in loads)
         with pytest.raises(TypeError):
             loads[0].tags["format"] = "PNG"  # type: ignore[index]
+        for bad in ({"format": "JPEG", "exif": [1]}, {"format": ["JPEG"], "exif": True}):
+            with pytest.raises(ValueError, match="must be str, int, float or bool"):
+                collector.image_load(autorotated=False, **bad)

@@ -93,10 +93,18 @@ def _estimator_tags(
             return cached
     checked = get_series(series, kind=Kind.ESTIMATOR).check_tags({"batch_size": batch_size, **tags})
     checked["service"] = service
-    result = MappingProxyType(checked)
+    return _keep(sets, key, checked)
+
+
+def _keep(
+    sets: dict[Hashable, Mapping[str, str]], key: Hashable, tags: dict[str, str]
+) -> Mapping[str, str]:
+    """``tags`` made read-only and, unless ``key`` is ``None``, kept in ``sets`` under it for
+    the next points with the same tags."""
+    shared = MappingProxyType(tags)
     if key is not None:
-        with_room(sets, _MAX_TAG_SETS)[key] = result
-    return result
+        with_room(sets, _MAX_TAG_SETS)[key] = shared
+    return shared
 
 
 def _checked_fields(series: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -239,15 +247,17 @@ class EstimationCollector:
         >>> with collector.image_load(format="JPEG", exif=True, autorotated=False) as load:
         ...     load.set(size=len(body), height=image.height, width=image.width)
         """
-        key = ("image_load", format, exif, autorotated)
-        tags = self._tag_sets.get(key) if type(format) is str else None
-        if tags is None or type(exif) is not bool or type(autorotated) is not bool:
+        # Only exact types are kept: True == 1 would share a key, not a text.
+        key = None
+        tags = None
+        if type(format) is str and type(exif) is bool and type(autorotated) is bool:
+            key = ("image_load", format, exif, autorotated)
+            tags = self._tag_sets.get(key)
+        if tags is None:
             checked = {"format": format, "exif": exif, "autorotated": autorotated}
             checked = _IMAGE_LOAD.check_tags(checked)
             checked["service"] = self._service
-            tags = MappingProxyType(checked)
-            if type(format) is str and type(exif) is bool and type(autorotated) is bool:
-                with_room(self._tag_sets, _MAX_TAG_SETS)[key] = tags
+            tags = _keep(self._tag_sets, key, checked)
         timing = Timing()
         timing._sink = self._images
         timing._clock = self._clock
@@ -282,14 +292,14 @@ class EstimationCollector:
             return []
         images = len(self._images)
         tag_sets = self._tag_sets
-        task_tags = tag_sets.get(("sdkloop_task", images))
+        task_key = ("sdkloop_task", images)
+        task_tags = tag_sets.get(task_key)
         if task_tags is None:
-            task_tags = MappingProxyType({"service": self._service, "image_count": str(images)})
-            with_room(tag_sets, _MAX_TAG_SETS)["sdkloop_task", images] = task_tags
+            task_tags = {"service": self._service, "image_count": str(images)}
+            task_tags = _keep(tag_sets, task_key, task_tags)
         usage_tags = tag_sets.get("usages_statistic")
         if usage_tags is None:
-            usage_tags = MappingProxyType({"service": self._service})
-            with_room(tag_sets, _MAX_TAG_SETS)["usages_statistic"] = usage_tags
+            usage_tags = _keep(tag_sets, "usages_statistic", {"service": self._service})
         usages = self._usages or CountFields.fromkeys(_USAGE_FIELDS.values(), 0)
         return [
             ("sdkloop_task", self._start_ns, task_tags, {"execution_time": execution_time}),
