@@ -152,7 +152,7 @@ async def encode_body(body: bytes, compress: bool) -> bytes:
     :class:`Gzipped` already), else as it is."""
     if not compress or type(body) is Gzipped:
         return body
-    return await asyncio.to_thread(zlib.compress, body, GZIP_LEVEL, _GZIP_WBITS)
+    return await asyncio.to_thread(gzip_body, body)
 
 
 def basic_auth(settings: Settings, headers: dict[str, str]) -> Callable[[str], str]:
