@@ -437,7 +437,7 @@ class TestBound:
         batch = points(6000)
         for start in range(0, 6000, 500):
             feed(writer, batch[start : start + 500])
-            await asyncio.sleep(0.1)  # two ticks: encoded, packed
+            await until(lambda: not writer._buffer.raw)  # a tick took them: encoded, packed
         await until(lambda: writer.stats["points_buffered"] == 5000 and not writer._buffer.raw)
         buffer = writer._buffer
         assert buffer.packs >= 3 and buffer._packed
