@@ -43,17 +43,27 @@ from servers import InfluxDB1, free_port, http_request, unique_name, wait_until 
 
 TICK = "tick: drain and buffer lines"
 WRITE = "HTTP write (storage.write and the client under it)"
+HOOKS = "request hooks (start, response, point tuples)"
+COLLECTOR = "collector (estimations, image loads, usages)"
+COMPILED = (  # built-ins of core/_speedups.c, by a part of their profiler name: their step
+    ("assign_id", "request id: make or check"),
+    ("emit_points", HOOKS),
+    ("now_ns", "worker clock"),
+    ("encode_lines", "line encoding"),
+    ("timing", COLLECTOR),
+    ("Timing", COLLECTOR),
+)
 STEPS = (  # (part of the file's path, function names or None for all, step), first match wins
     ("core/request_id.py", None, "request id: make or check"),
     ("core/request_points.py", {"assign_id", "request_id"}, "request id: make or check"),
     ("core/clock.py", None, "worker clock"),
     ("sanic/header_text.py", None, "response header"),
     ("core/buffer.py", {"append", "extend", "_overflow"}, "buffer append"),
-    ("sanic/request_hooks.py", None, "request hooks (start, response, point tuples)"),
-    ("aiohttp/request_hooks.py", None, "request hooks (start, response, point tuples)"),
-    ("aiohttp/__init__.py", None, "request hooks (start, response, point tuples)"),
-    ("core/request_points.py", None, "request hooks (start, response, point tuples)"),
-    ("core/collector.py", None, "collector (estimations, image loads, usages)"),
+    ("sanic/request_hooks.py", None, HOOKS),
+    ("aiohttp/request_hooks.py", None, HOOKS),
+    ("aiohttp/__init__.py", None, HOOKS),
+    ("core/request_points.py", None, HOOKS),
+    ("core/collector.py", None, COLLECTOR),
     ("core/point.py", None, "line encoding"),
     ("core/buffer.py", None, TICK),
     ("core/writer.py", {"_tick_loop", "_drain_all", "_drain", "_warn_left_out"}, TICK),
@@ -65,6 +75,8 @@ STEPS = (  # (part of the file's path, function names or None for all, step), fi
 def step_of(function: tuple[str, int, str]) -> str | None:
     """The step of a profiled function ``(file, line, name)``; ``None`` outside the package."""
     path, _, name = function
+    if "_speedups" in name:
+        return next((step for part, step in COMPILED if part in name), "other package code")
     if "luna_monitoring" not in path or name == "<module>":
         return None
     for part, names, step in STEPS:

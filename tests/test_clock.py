@@ -9,22 +9,35 @@ import time
 
 import pytest
 
-from luna_monitoring.core.clock import UniqueClock
+from luna_monitoring.core import clock as clock_module
+from luna_monitoring.core.clock import PythonUniqueClock
+
+COMPILED = clock_module.UniqueClock if clock_module.speedups is not None else None
 
 
-def test_strictly_increasing():
+@pytest.fixture(
+    params=[COMPILED, PythonUniqueClock], ids=["compiled", "python"], name="UniqueClock"
+)
+def unique_clock(request: pytest.FixtureRequest) -> type:
+    """Every test twice: the compiled clock (``core/_speedups.c``) and the pure-Python one."""
+    if request.param is None:
+        pytest.skip("the compiled clock is not built (tests/test_speedups.py says why)")
+    return request.param
+
+
+def test_strictly_increasing(UniqueClock):
     """No value is ever handed out twice, however fast the calls."""
     clock = UniqueClock()
     values = [clock.now_ns() for _ in range(100_000)]
     assert all(b > a for a, b in itertools.pairwise(values))
 
 
-def test_close_to_wall_clock():
+def test_close_to_wall_clock(UniqueClock):
     """Values are wall-clock time in ns."""
     assert abs(UniqueClock().now_ns() - time.time_ns()) < 1_000_000_000
 
 
-def test_workers_get_disjoint_residues():
+def test_workers_get_disjoint_residues(UniqueClock):
     """Two workers of one service never produce the same timestamp."""
     a, b = UniqueClock(0, 2), UniqueClock(1, 2)
     first = {a.now_ns() for _ in range(10_000)}
@@ -34,19 +47,19 @@ def test_workers_get_disjoint_residues():
 
 
 @pytest.mark.parametrize(("offset", "stride"), [(0, 0), (2, 2), (-1, 3)])
-def test_bad_offset_or_stride(offset, stride):
+def test_bad_offset_or_stride(UniqueClock, offset, stride):
     """offset must lie in 0..stride-1."""
     with pytest.raises(ValueError, match="need 0 <= offset < stride"):
         UniqueClock(offset, stride)
 
 
-def test_stride_is_a_power_of_two():
+def test_stride_is_a_power_of_two(UniqueClock):
     """A stride that is not a power of two is refused."""
     with pytest.raises(ValueError, match="power of two"):
         UniqueClock(1, 3)
 
 
-def test_residue_kept_for_large_stride():
+def test_residue_kept_for_large_stride(UniqueClock):
     """With the workers' stride every value keeps its worker's residue and increases."""
     clock = UniqueClock(1000, 1024)
     values = [clock.now_ns() for _ in range(10_000)]
@@ -54,7 +67,7 @@ def test_residue_kept_for_large_stride():
     assert all(b > a for a, b in itertools.pairwise(values))
 
 
-def test_threads_sharing_a_clock_never_get_the_same_value():
+def test_threads_sharing_a_clock_never_get_the_same_value(UniqueClock):
     """Handlers' threads share their worker's clock: every value is still unique."""
     clock = UniqueClock(3, 1024)
     values: list[list[int]] = [[] for _ in range(8)]

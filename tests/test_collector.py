@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from apps.equivalent import monitoring_of, route
+from implementations import KINDS, swapped
 from servers import InfluxDatabase
 
 from luna_monitoring import EstimationCollector, current_collector, monitored_estimation
@@ -21,6 +22,13 @@ from luna_monitoring.core import collector as collector_module
 from luna_monitoring.core.clock import UniqueClock
 from luna_monitoring.core.point import as_points
 from luna_monitoring.core.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATORS
+
+
+@pytest.fixture(scope="module", params=KINDS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test twice: with the compiled ``Timing`` (``core/_speedups.c``) and in Python."""
+    yield from swapped(request.param, collector_module, "_timing", collector_module._python_timing)
+
 
 SERVICE = "sdk-under-test"
 INFLUX_TYPES = {float: "float", int: "integer", str: "string"}

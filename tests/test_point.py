@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
@@ -19,8 +19,10 @@ from types import MappingProxyType
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from implementations import KINDS, swapped
 from influxdb_client.client.write.point import Point as ClientPoint
 
+from luna_monitoring.core import point as point_module
 from luna_monitoring.core.point import (
     MAX_TIME_NS,
     MIN_TIME_NS,
@@ -37,6 +39,12 @@ from luna_monitoring.core.schema import INT64_MAX, INT64_MIN
 
 VM = "victoriametrics"
 B = "\\"  # one backslash, for f-strings
+
+
+@pytest.fixture(scope="module", params=KINDS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every rule twice: with the compiled encoder (``core/_speedups.c``) and in pure Python."""
+    yield from swapped(request.param, point_module, "_speedups", None)
 
 
 def encode(*points: Point, dialect: str = "influxdb") -> list[str]:

@@ -37,9 +37,11 @@ from ..core.request_points import (
     OTHER_METHOD,
     RequestPoints,
     assign_id,
+    emit_points,
     error_code_of,
     unmatched_route,
 )
+from ..core.speedups import speedups
 
 _HEADER = istr(REQUEST_ID_HEADER)
 _LUNA_ATTRS = frozenset(("_luna_id", "_luna_more", "_luna_start", "_luna_start_ns"))
@@ -78,6 +80,8 @@ class RequestHooks(RequestPoints):
                 on_response(self, response)
                 return base_prepare_hook(self, response)
 
+        if speedups is not None:  # the same __init__ in C (core/_speedups.c)
+            MonitoredRequest.__init__ = speedups.start_hook(base_init, hooks)
         MonitoredRequest.__name__ = MonitoredRequest.__qualname__ = f"Monitored{base.__name__}"
         return MonitoredRequest
 
@@ -91,7 +95,8 @@ class RequestHooks(RequestPoints):
         response.headers[_HEADER] = request_id
         match_info = request._match_info
         resource = match_info.route.resource if match_info is not None else False
-        self.emit_points(request, request_id, status, (request.method, resource, status), response)
+        key = (request.method, resource, status)
+        emit_points(self, request, request_id, status, key, response)
 
     def route_name(self, request: web.Request, status: int) -> tuple[str, bool]:
         """``METHOD:/template`` (aiohttp's spelling ``/{param}``); a 405's depends on the path."""

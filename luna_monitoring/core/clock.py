@@ -18,9 +18,10 @@ from __future__ import annotations
 from time import time_ns
 
 from .schema import INT64_MAX
+from .speedups import speedups
 
 
-class UniqueClock:
+class PythonUniqueClock:
     """Strictly increasing wall-clock nanoseconds, all congruent to ``offset`` mod ``stride``.
 
     ``stride`` is a power of two, so setting the residue is a positive bit mask and an or:
@@ -47,3 +48,10 @@ class UniqueClock:
             now = last + self._stride
         self._last = now
         return now
+
+
+UniqueClock: type[PythonUniqueClock] = (
+    PythonUniqueClock if speedups is None else speedups.UniqueClock
+)
+"""The worker clock: compiled (``core/_speedups.c``, the same arithmetic on 64-bit ints) when
+built, else :class:`PythonUniqueClock`."""

@@ -31,6 +31,7 @@ from .schema import (
     Kind,
     get_series,
 )
+from .speedups import speedups
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -118,9 +119,10 @@ def _checked_fields(series: str, fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-class Timing:
+class PythonTiming:
     """Context manager of one estimation or image load: times its block into
-    ``execution_time``; :meth:`set` adds the series' other fields.
+    ``execution_time``; :meth:`set` adds the series' other fields (:data:`Timing`: compiled
+    when built, else this class).
 
     >>> with collector.estimation("face_detection", batch_size=1) as est:
     ...     est.set(detection_count=2)
@@ -139,7 +141,7 @@ class Timing:
         else:
             self._fields.update(checked)
 
-    def __enter__(self) -> Timing:
+    def __enter__(self) -> PythonTiming:
         self._time_ns = self._clock()
         self._start = perf_counter()
         return self
@@ -153,6 +155,28 @@ class Timing:
             elif "execution_time" not in fields:
                 fields["execution_time"] = elapsed
             self._sink.append((self._series, self._time_ns, self._tags, fields))
+
+
+def _python_timing(
+    sink: list[PointTuple], clock: Callable[[], int], series: str, tags: Mapping[str, str]
+) -> PythonTiming:
+    """A :class:`PythonTiming` of ``series`` that appends its point to ``sink``."""
+    timing = PythonTiming()
+    timing._sink = sink
+    timing._clock = clock
+    timing._series = series
+    timing._tags = tags
+    timing._fields = None
+    return timing
+
+
+if speedups is None:
+    Timing: type[PythonTiming] = PythonTiming
+    _timing = _python_timing
+else:  # the same in C (core/_speedups.c); its set() checks fields with _checked_fields
+    speedups.setup_timing(_checked_fields)
+    Timing = speedups.Timing
+    _timing = speedups.timing
 
 
 class EstimationCollector:
@@ -203,13 +227,7 @@ class EstimationCollector:
             tag_values = self._tag_sets.get(batch_size)  # the common case, kept inline
         if tag_values is None:
             tag_values = _estimator_tags(self._tag_sets, series, batch_size, tags, self._service)
-        timing = Timing()
-        timing._sink = self._estimations
-        timing._clock = self._clock
-        timing._series = series
-        timing._tags = tag_values
-        timing._fields = None
-        return timing
+        return _timing(self._estimations, self._clock, series, tag_values)
 
     def record_estimation(
         self, series: str, *, batch_size: int, execution_time: float, **tags_and_fields: Any
@@ -258,13 +276,7 @@ class EstimationCollector:
             checked = _IMAGE_LOAD.check_tags(checked)
             checked["service"] = self._service
             tags = _keep(self._tag_sets, key, checked)
-        timing = Timing()
-        timing._sink = self._images
-        timing._clock = self._clock
-        timing._series = "image_load"
-        timing._tags = tags
-        timing._fields = None
-        return timing
+        return _timing(self._images, self._clock, "image_load", tags)
 
     def add_usage(self, estimator: str, count: int = 1) -> None:
         """Count ``count`` uses of ``estimator`` (a ``*_usages`` field name without ``_usages``).

@@ -5,6 +5,8 @@ Every config key ``k`` can be set as ``LUNA_MONITORING_<K>`` (``LUNA_MONITORING_
 ``true/false``, ``yes/no``, ``on/off`` (``gzip`` also ``auto``); numbers are parsed; list
 and dict keys (``plugins``, ``excluded_routes``, ``prometheus``) take JSON. Keys not set
 keep their defaults; the result still goes through :meth:`Settings.from_config`.
+``LUNA_MONITORING_NO_EXTENSIONS`` is not a config key: it switches the compiled hot paths
+off (:mod:`luna_monitoring.core.speedups`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .settings import MonitoringConfigError, Settings, accepted_types, config_keys
+from .speedups import NO_EXTENSIONS_ENV
 
 PREFIX = "LUNA_MONITORING_"
 _BOOL_PAIRS = (("1", "0"), ("true", "false"), ("yes", "no"), ("on", "off"))
@@ -58,7 +61,8 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """
     environ = os.environ if environ is None else environ
     names = {env_name(key): key for key in _KEYS}
-    unknown = sorted(n for n in environ if n.startswith(PREFIX) and n not in names)
+    known = names.keys() | {NO_EXTENSIONS_ENV}
+    unknown = sorted(n for n in environ if n.startswith(PREFIX) and n not in known)
     if unknown:
         raise MonitoringConfigError(
             f"unknown environment variable(s) {', '.join(unknown)}; known: {', '.join(names)}"

@@ -30,11 +30,13 @@ from typing import Any
 from multidict import istr
 from orjson import loads
 
+from . import request_id as request_ids
 from .caches import with_room
 from .point import Dropped, PointTuple
 from .request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
 from .schema import SERIES, field_value, tag_value
 from .settings import Settings
+from .speedups import speedups
 
 UNMATCHED = "__unmatched__"
 """Route template of requests that match no route: ``METHOD:__unmatched__``."""
@@ -59,7 +61,7 @@ class RequestPoints:
     """The points of one app's requests; an adapter's hooks subclass it.
 
     >>> hooks.bind(monitoring.clock.now_ns, monitoring.emit)          # at worker start
-    >>> hooks.emit_points(request, request_id, status, key, response)  # response starts
+    >>> emit_points(hooks, request, request_id, status, key, response)  # response starts
     """
 
     __slots__ = ("_emit", "_entries", "_error_tags", "_excluded", "_now_ns", "_service", "_skip")
@@ -87,34 +89,6 @@ class RequestPoints:
         """The ``error_code`` tag of a failed response (see :func:`error_code_of`)."""
         raise NotImplementedError
 
-    def emit_points(
-        self, request: Any, request_id: str, status: int, key: Hashable, response: Any
-    ) -> None:
-        """The points of ``request``, the first time it is answered; ``key`` identifies its
-        (method, route, status) among the requests of this app."""
-        start_ns = request._luna_start_ns
-        if start_ns is None:  # a second response: no points
-            return
-        request._luna_start_ns = None
-        execution_time = perf_counter() - request._luna_start
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = self._entry(request, status, key)
-        if entry is _EXCLUDED:
-            return
-        route_tags, route_name = entry
-        point_fields = {"request_id": request_id, "execution_time": execution_time}
-        more = request._luna_more
-        if more is not None:
-            tags, fields = more
-            route_tags = {**route_tags, **tags}
-            point_fields.update(fields)
-        emit = self._emit
-        emit(("requests", start_ns, route_tags, point_fields))
-        if status >= 400:
-            error_tags = self._errors_tags(route_name, status, self.error_code(request, response))
-            emit(("errors", start_ns, error_tags, {"request_id": request_id}))
-
     def _entry(self, request: Any, status: int, key: Hashable) -> tuple:
         """Route tags and name of a (method, route, status) not seen before; cached."""
         name, cacheable = self.route_name(request, status)
@@ -141,6 +115,36 @@ class RequestPoints:
             )
             with_room(self._error_tags)[key] = tags
         return tags
+
+
+def python_emit_points(
+    hooks: RequestPoints, request: Any, request_id: str, status: int, key: Hashable, response: Any
+) -> None:
+    """The points of ``request`` (an adapter's, for its ``hooks``), the first time it is
+    answered; ``key`` identifies its (method, route, status) among the requests of the app.
+    :data:`emit_points` is this function, or the same compiled."""
+    start_ns = request._luna_start_ns
+    if start_ns is None:  # a second response: no points
+        return
+    request._luna_start_ns = None
+    execution_time = perf_counter() - request._luna_start
+    entry = hooks._entries.get(key)
+    if entry is None:
+        entry = hooks._entry(request, status, key)
+    if entry is _EXCLUDED:
+        return
+    route_tags, route_name = entry
+    point_fields = {"request_id": request_id, "execution_time": execution_time}
+    more = request._luna_more
+    if more is not None:
+        tags, fields = more
+        route_tags = {**route_tags, **tags}
+        point_fields.update(fields)
+    emit = hooks._emit
+    emit(("requests", start_ns, route_tags, point_fields))
+    if status >= 400:
+        error_tags = hooks._errors_tags(route_name, status, hooks.error_code(request, response))
+        emit(("errors", start_ns, error_tags, {"request_id": request_id}))
 
 
 def unmatched_route(method: str, template: str | None, methods: Collection[str]) -> str:
@@ -256,14 +260,27 @@ def _add(request: Any, index: int, items: dict) -> None:
     request._luna_more = (*more[:index], {**more[index], **items}, *more[index + 1 :])
 
 
-def assign_id(request: Any) -> str:
-    """The request's id, made now: its well-formed ``LUNA-Request-Id``, else a new one."""
+def python_assign_id(request: Any) -> str:
+    """The request's id, made now: its well-formed ``LUNA-Request-Id``, else a new one.
+    :data:`assign_id` is this function, or the same compiled."""
     seconds = request._luna_start_ns // 1_000_000_000
     incoming = request.headers.get(_HEADER_KEY)
     request._luna_id = request_id = (
         new_request_id(seconds) if incoming is None else request_id_for(incoming, seconds)
     )
     return request_id
+
+
+if speedups is None:
+    emit_points = python_emit_points
+    assign_id = python_assign_id
+else:  # the same in C (core/_speedups.c), for the common request
+    speedups.setup_requests(
+        _HEADER_KEY, request_ids._uuids, request_ids._uuid4_batch, request_id_for,
+        python_emit_points, perf_counter,
+    )  # fmt: skip
+    emit_points = speedups.emit_points
+    assign_id = speedups.assign_id
 
 
 def request_id(request: Any) -> str | None:

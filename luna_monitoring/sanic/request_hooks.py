@@ -47,9 +47,11 @@ from ..core.request_points import (
     add_request_fields,
     add_request_tags,
     assign_id,
+    emit_points,
     error_code_of,
     unmatched_route,
 )
+from ..core.speedups import speedups
 from .header_text import HeaderName, HeaderText
 
 __all__ = ["RequestHooks", "add_request_fields", "add_request_tags", "error_code"]
@@ -125,6 +127,8 @@ class RequestHooks(RequestPoints):
                 on_response(self, response)
                 return base_respond(self, response)
 
+        if speedups is not None:  # the same __init__ in C (core/_speedups.c)
+            MonitoredRequest.__init__ = speedups.start_hook(base_init, hooks)
         MonitoredRequest.__name__ = MonitoredRequest.__qualname__ = f"Monitored{base.__name__}"
         return MonitoredRequest
 
@@ -136,7 +140,7 @@ class RequestHooks(RequestPoints):
         route = request.route
         status = response.status
         key = (request.method, route and route.path, status)
-        self.emit_points(request, request_id, status, key, response)
+        emit_points(self, request, request_id, status, key, response)
 
     def route_name(self, request: Request, status: int) -> tuple[str, bool]:
         """``METHOD:/template`` (Sanic's spelling ``/<param>``); a 405's depends on the path."""

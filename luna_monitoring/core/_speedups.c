@@ -1,0 +1,1028 @@
+/* Compiled hot paths of luna_monitoring.core: the encoder's cached path, the worker clock, the
+   collector's Timing and the request points.
+
+   Optional: ``point.py`` and ``clock.py`` use the pure-Python code when this module is not
+   built (no compiler at install time) or when LUNA_MONITORING_NO_EXTENSIONS is set.
+
+   encode_lines(encoder, points) does what the inline loop of
+   ``LineEncoder._encode_lines_python`` does for a point whose tag set, field keys and
+   (for CountFields) count text are all cached and whose values are of the exact base
+   types; every other point is handed to that Python method on its own, so both give the
+   same lines and counts (tests/test_point.py runs every rule through both).
+
+   UniqueClock is ``clock.UniqueClock`` in C: the same arithmetic on 64-bit ints. Timing is
+   ``collector.Timing`` in C; its ``set`` checks fields with the Python function. assign_id
+   and emit_points are those of ``request_points`` for the common request. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <limits.h>
+#include <stddef.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_PIECES 96
+#define ASCII_CHARS 40
+#define MIN_TIME_NS (LLONG_MIN + 2)
+#define MAX_TIME_NS (LLONG_MAX - 1)
+
+static PyObject *count_fields_type; /* point.CountFields */
+static PyObject *checked_fields;    /* collector._checked_fields */
+static PyObject *execution_time;    /* "execution_time" */
+static PyObject *dumps;             /* orjson.dumps: floats are written as the Python path writes them */
+
+/* -- encoder ----------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *text; /* a str (borrowed), or NULL for the ASCII text below */
+    Py_ssize_t len;
+    char ascii[ASCII_CHARS];
+} Piece;
+
+typedef struct {
+    PyObject *prefixes, *shared, *keys, *counts; /* the encoder's caches (dicts) */
+    PyObject *last_tags, *last_series, *last_prefix; /* the previous point's (strong refs) */
+    Py_ssize_t max_chars;                          /* lines this long are measured: Python path */
+    int bounded;
+    Piece pieces[MAX_PIECES];
+    int count;
+    Py_ssize_t total;
+    Py_UCS4 max_char;
+} Line;
+
+/* A dict's value for key (borrowed), or NULL for a miss; errors (an unhashable key) count
+   as a miss. */
+static PyObject *
+lookup(PyObject *dict, PyObject *key)
+{
+    PyObject *value = PyDict_GetItemWithError(dict, key);
+    if (value == NULL) {
+        PyErr_Clear();
+    }
+    return value;
+}
+
+static int
+add_text(Line *line, PyObject *text)
+{
+    if (line->count == MAX_PIECES) {
+        return 0;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+#endif
+    Piece *piece = &line->pieces[line->count++];
+    piece->text = text;
+    piece->len = PyUnicode_GET_LENGTH(text);
+    line->total += piece->len;
+    Py_UCS4 max_char = PyUnicode_MAX_CHAR_VALUE(text);
+    if (max_char > line->max_char) {
+        line->max_char = max_char;
+    }
+    return 1;
+}
+
+static int
+add_ascii(Line *line, const char *text, Py_ssize_t len)
+{
+    if (line->count == MAX_PIECES || len >= ASCII_CHARS) {
+        return 0;
+    }
+    Piece *piece = &line->pieces[line->count++];
+    piece->text = NULL;
+    piece->len = len;
+    memcpy(piece->ascii, text, (size_t)len);
+    line->total += len;
+    return 1;
+}
+
+/* The decimal digits of value after prefix (one char or none) and before suffix (likewise),
+   into text (ASCII_CHARS long); their count. */
+static Py_ssize_t
+format_int(char *text, char prefix, long long value, char suffix)
+{
+    char digits[24];
+    int count = 0;
+    unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    do {
+        digits[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    Py_ssize_t length = 0;
+    if (prefix) {
+        text[length++] = prefix;
+    }
+    if (value < 0) {
+        text[length++] = '-';
+    }
+    while (count) {
+        text[length++] = digits[--count];
+    }
+    if (suffix) {
+        text[length++] = suffix;
+    }
+    return length;
+}
+
+/* " <time_ns>": 0 unless time_ns is an int InfluxDB accepts. */
+static int
+add_time(Line *line, PyObject *time_ns)
+{
+    if (!PyLong_CheckExact(time_ns)) {
+        return 0;
+    }
+    int overflow;
+    long long value = PyLong_AsLongLongAndOverflow(time_ns, &overflow);
+    if (overflow || value < MIN_TIME_NS || value > MAX_TIME_NS) {
+        return 0;
+    }
+    char text[ASCII_CHARS];
+    return add_ascii(line, text, format_int(text, ' ', value, 0));
+}
+
+/* The cached "measurement,tags" of a point (borrowed), or NULL. */
+static PyObject *
+cached_prefix(Line *line, PyObject *series, PyObject *tags)
+{
+    if (Py_IS_TYPE(tags, &PyDictProxy_Type)) {
+        PyObject *id = PyLong_FromVoidPtr(tags);
+        if (id == NULL) {
+            PyErr_Clear();
+            return NULL;
+        }
+        PyObject *entry = lookup(line->shared, id);
+        Py_DECREF(id);
+        if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+            PyTuple_GET_ITEM(entry, 0) != tags || !PyDict_CheckExact(PyTuple_GET_ITEM(entry, 1))) {
+            return NULL;
+        }
+        return lookup(PyTuple_GET_ITEM(entry, 1), series);
+    }
+    if (!PyDict_CheckExact(tags)) {
+        return NULL;
+    }
+    /* (series, *tags, *tags.values()) */
+    Py_ssize_t size = PyDict_GET_SIZE(tags);
+    PyObject *key = PyTuple_New(1 + 2 * size);
+    if (key == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_INCREF(series);
+    PyTuple_SET_ITEM(key, 0, series);
+    Py_ssize_t position = 0, index = 1;
+    PyObject *name, *value;
+    while (PyDict_Next(tags, &position, &name, &value)) {
+        Py_INCREF(name);
+        Py_INCREF(value);
+        PyTuple_SET_ITEM(key, index, name);
+        PyTuple_SET_ITEM(key, index + size, value);
+        index++;
+    }
+    PyObject *prefix = lookup(line->prefixes, key);
+    Py_DECREF(key);
+    return prefix;
+}
+
+/* The cached text of CountFields (borrowed), or NULL. */
+static PyObject *
+cached_counts(Line *line, PyObject *series, PyObject *fields)
+{
+    PyObject *values = PyDict_Values(fields);
+    if (values == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_ssize_t size = PyList_GET_SIZE(values);
+    PyObject *key = PyTuple_New(1 + size);
+    if (key == NULL) {
+        Py_DECREF(values);
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_INCREF(series);
+    PyTuple_SET_ITEM(key, 0, series);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *value = PyList_GET_ITEM(values, i);
+        Py_INCREF(value);
+        PyTuple_SET_ITEM(key, i + 1, value);
+    }
+    Py_DECREF(values);
+    PyObject *text = lookup(line->counts, key);
+    Py_DECREF(key);
+    return text;
+}
+
+static int
+has_char_to_escape(PyObject *text)
+{
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const char *chars = data;
+        return memchr(chars, '"', length) || memchr(chars, '\\', length) ||
+               memchr(chars, '\n', length);
+    }
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c == '"' || c == '\\' || c == '\n') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* One field; 1 written, 0 to the Python path, 2 left out silently (None, NaN, inf). */
+static int
+add_field(Line *line, PyObject *name, PyObject *value, const char *sep)
+{
+    PyObject *key;
+    if (value == Py_None || (PyFloat_CheckExact(value) && !isfinite(PyFloat_AS_DOUBLE(value)))) {
+        return 2;
+    }
+    if ((key = lookup(line->keys, name)) == NULL || !PyUnicode_CheckExact(key) ||
+        !add_ascii(line, sep, 1) || !add_text(line, key)) {
+        return 0;
+    }
+    if (PyFloat_CheckExact(value)) {
+        PyObject *text = PyObject_CallOneArg(dumps, value);
+        if (text == NULL || !PyBytes_CheckExact(text)) {
+            PyErr_Clear();
+            Py_XDECREF(text);
+            return 0;
+        }
+        int added = add_ascii(line, PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text));
+        Py_DECREF(text);
+        return added;
+    }
+    if (PyUnicode_CheckExact(value)) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(value) < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+#endif
+        return !has_char_to_escape(value) && add_ascii(line, "\"", 1) &&
+               add_text(line, value) && add_ascii(line, "\"", 1);
+    }
+    if (PyLong_CheckExact(value)) {
+        int overflow;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow) {
+            return 0;
+        }
+        char text[ASCII_CHARS];
+        return add_ascii(line, text, format_int(text, 0, number, 'i'));
+    }
+    if (PyBool_Check(value)) {
+        return value == Py_True ? add_ascii(line, "true", 4) : add_ascii(line, "false", 5);
+    }
+    return 0;
+}
+
+/* The line of a point on the cached path (new reference), or NULL (no error set) for the
+   Python path. */
+static PyObject *
+cached_line(Line *line, PyObject *point)
+{
+    if (!PyTuple_CheckExact(point) || PyTuple_GET_SIZE(point) != 4) {
+        return NULL;
+    }
+    PyObject *series = PyTuple_GET_ITEM(point, 0), *time_ns = PyTuple_GET_ITEM(point, 1);
+    PyObject *tags = PyTuple_GET_ITEM(point, 2), *fields = PyTuple_GET_ITEM(point, 3);
+    line->count = 0;
+    line->total = 0;
+    line->max_char = 0x7f;
+    PyObject *prefix;
+    if (tags == line->last_tags && series == line->last_series) {
+        prefix = line->last_prefix;
+    }
+    else {
+        prefix = cached_prefix(line, series, tags);
+        if (prefix == NULL || !PyUnicode_CheckExact(prefix)) {
+            return NULL;
+        }
+        Py_INCREF(tags);
+        Py_INCREF(series);
+        Py_INCREF(prefix);
+        Py_XSETREF(line->last_tags, tags);
+        Py_XSETREF(line->last_series, series);
+        Py_XSETREF(line->last_prefix, prefix);
+    }
+    if (!add_text(line, prefix)) {
+        return NULL;
+    }
+    if ((PyObject *)Py_TYPE(fields) == count_fields_type) {
+        PyObject *text = cached_counts(line, series, fields);
+        if (text == NULL || !PyUnicode_CheckExact(text) || !add_ascii(line, " ", 1) ||
+            !add_text(line, text) || !add_time(line, time_ns)) {
+            return NULL; /* not cached yet: the Python path keeps its text */
+        }
+    }
+    else {
+        if (!PyDict_CheckExact(fields)) {
+            return NULL;
+        }
+        const char *sep = " ";
+        Py_ssize_t position = 0;
+        PyObject *name, *value;
+        while (PyDict_Next(fields, &position, &name, &value)) {
+            int added = add_field(line, name, value, sep);
+            if (added == 0) {
+                return NULL;
+            }
+            if (added == 1) {
+                sep = ",";
+            }
+        }
+        if (sep[0] == ' ' || !add_time(line, time_ns)) {
+            return NULL;
+        }
+    }
+    if (line->bounded && line->total >= line->max_chars) {
+        return NULL;
+    }
+    PyObject *text = PyUnicode_New(line->total, line->max_char);
+    if (text == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(text);
+    void *data = PyUnicode_DATA(text);
+    Py_ssize_t at = 0;
+    for (int i = 0; i < line->count; i++) {
+        Piece *piece = &line->pieces[i];
+        if (kind == PyUnicode_1BYTE_KIND) {
+            memcpy((char *)data + at,
+                   piece->text ? (const void *)PyUnicode_1BYTE_DATA(piece->text) : piece->ascii,
+                   (size_t)piece->len);
+        }
+        else if (piece->text) {
+            if (PyUnicode_CopyCharacters(text, at, piece->text, 0, piece->len) < 0) {
+                Py_DECREF(text);
+                PyErr_Clear();
+                return NULL;
+            }
+        }
+        else {
+            for (Py_ssize_t j = 0; j < piece->len; j++) {
+                PyUnicode_WRITE(kind, data, at + j, (Py_UCS4)(unsigned char)piece->ascii[j]);
+            }
+        }
+        at += piece->len;
+    }
+    return text;
+}
+
+static int
+get_cache(PyObject *encoder, const char *name, PyObject **cache)
+{
+    *cache = PyObject_GetAttrString(encoder, name);
+    if (*cache == NULL) {
+        return -1;
+    }
+    if (!PyDict_CheckExact(*cache)) {
+        PyErr_Format(PyExc_TypeError, "encoder.%s must be a dict", name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "encode_lines(encoder, points)");
+        return NULL;
+    }
+    if (dumps == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "call setup(CountFields, dumps) first");
+        return NULL;
+    }
+    PyObject *encoder = args[0], *result = NULL, *iterator = NULL, *point, *slow = NULL;
+    PyObject *max_chars = NULL;
+    Line *line = PyMem_Malloc(sizeof(Line));
+    if (line == NULL) {
+        return PyErr_NoMemory();
+    }
+    line->prefixes = line->shared = line->keys = line->counts = NULL;
+    line->last_tags = line->last_series = line->last_prefix = NULL;
+    if (get_cache(encoder, "_prefixes", &line->prefixes) < 0 ||
+        get_cache(encoder, "_shared", &line->shared) < 0 ||
+        get_cache(encoder, "_field_keys", &line->keys) < 0 ||
+        get_cache(encoder, "_counts", &line->counts) < 0 ||
+        (max_chars = PyObject_GetAttrString(encoder, "_max_line_chars")) == NULL ||
+        (slow = PyObject_GetAttrString(encoder, "_encode_lines_python")) == NULL) {
+        goto done;
+    }
+    line->max_chars = PyLong_AsSsize_t(max_chars);
+    if (line->max_chars == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        line->max_chars = PY_SSIZE_T_MAX;
+    }
+    line->bounded = line->max_chars < ((Py_ssize_t)1 << 60); /* the Python path's _UNBOUNDED // 4 */
+    if ((result = PyList_New(0)) == NULL || (iterator = PyObject_GetIter(args[1])) == NULL) {
+        Py_CLEAR(result);
+        goto done;
+    }
+    while ((point = PyIter_Next(iterator)) != NULL) {
+        PyObject *text = cached_line(line, point);
+        int failed;
+        if (text != NULL) {
+            failed = PyList_Append(result, text);
+            Py_DECREF(text);
+        }
+        else { /* the Python path, one point: it fills the caches and counts what it leaves out */
+            PyObject *one = PyTuple_Pack(1, point);
+            PyObject *lines = one ? PyObject_CallOneArg(slow, one) : NULL;
+            Py_XDECREF(one);
+            failed = lines == NULL ||
+                     PyList_SetSlice(result, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, lines) < 0;
+            Py_XDECREF(lines);
+        }
+        Py_DECREF(point);
+        if (failed) {
+            Py_CLEAR(result);
+            goto done;
+        }
+    }
+    if (PyErr_Occurred()) {
+        Py_CLEAR(result);
+    }
+done:
+    Py_XDECREF(iterator);
+    Py_XDECREF(slow);
+    Py_XDECREF(max_chars);
+    Py_XDECREF(line->prefixes);
+    Py_XDECREF(line->shared);
+    Py_XDECREF(line->keys);
+    Py_XDECREF(line->counts);
+    Py_XDECREF(line->last_tags);
+    Py_XDECREF(line->last_series);
+    Py_XDECREF(line->last_prefix);
+    PyMem_Free(line);
+    return result;
+}
+
+static PyObject *
+setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "setup(CountFields, dumps)");
+        return NULL;
+    }
+    Py_XSETREF(count_fields_type, Py_NewRef(args[0]));
+    Py_XSETREF(dumps, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+setup_timing(PyObject *module, PyObject *checker)
+{
+    if (!PyCallable_Check(checker)) {
+        PyErr_SetString(PyExc_TypeError, "setup_timing(checked_fields)");
+        return NULL;
+    }
+    Py_XSETREF(checked_fields, Py_NewRef(checker));
+    Py_RETURN_NONE;
+}
+
+/* -- timing ------------------------------------------------------------------------------ */
+
+/* collector.Timing in C. Not tracked by the garbage collector (it cannot be part of a
+   cycle: what it holds are a list of points, a clock, and str, int, mapping and dict values
+   of numbers), and neither are the point tuples it makes (the same holds for them): they
+   wait in the buffer without making the collector's full collections more frequent. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *sink, *clock, *series, *tags, *fields, *time_ns;
+    struct timespec start;
+} Timing;
+
+static void
+timing_dealloc(Timing *self)
+{
+    Py_XDECREF(self->sink);
+    Py_XDECREF(self->clock);
+    Py_XDECREF(self->series);
+    Py_XDECREF(self->tags);
+    Py_XDECREF(self->fields);
+    Py_XDECREF(self->time_ns);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject TimingType;
+
+static PyObject *
+new_timing(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "timing(sink: list, clock, series, tags)");
+        return NULL;
+    }
+    Timing *self = PyObject_New(Timing, &TimingType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->sink = Py_NewRef(args[0]);
+    self->clock = Py_NewRef(args[1]);
+    self->series = Py_NewRef(args[2]);
+    self->tags = Py_NewRef(args[3]);
+    self->fields = self->time_ns = NULL;
+    return (PyObject *)self;
+}
+
+static PyObject *
+timing_enter(Timing *self, PyObject *unused)
+{
+    if (self->clock == NULL) {
+        PyErr_SetString(PyExc_TypeError, "a Timing is made by the collector");
+        return NULL;
+    }
+    PyObject *time_ns = PyObject_CallNoArgs(self->clock);
+    if (time_ns == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(self->time_ns, time_ns);
+    clock_gettime(CLOCK_MONOTONIC, &self->start);
+    return Py_NewRef(self);
+}
+
+static PyObject *
+timing_exit(Timing *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    if (nargs < 1 || args[0] != Py_None) {
+        Py_RETURN_NONE; /* the block raised: nothing recorded */
+    }
+    if (self->time_ns == NULL) {
+        PyErr_SetString(PyExc_TypeError, "__exit__ without __enter__");
+        return NULL;
+    }
+    double elapsed = (double)(end.tv_sec - self->start.tv_sec) +
+                     (double)(end.tv_nsec - self->start.tv_nsec) * 1e-9;
+    /* set()'s fields (execution_time added unless set), else a new dict of it alone */
+    PyObject *fields = self->fields ? Py_NewRef(self->fields) : PyDict_New();
+    int has = fields ? PyDict_Contains(fields, execution_time) : -1;
+    PyObject *seconds = has == 0 ? PyFloat_FromDouble(elapsed) : NULL;
+    if (has < 0 || (has == 0 && (seconds == NULL ||
+                                 PyDict_SetItem(fields, execution_time, seconds) < 0))) {
+        Py_XDECREF(seconds);
+        Py_XDECREF(fields);
+        return NULL;
+    }
+    Py_XDECREF(seconds);
+    PyObject *point = PyTuple_Pack(4, self->series, self->time_ns, self->tags, fields);
+    Py_DECREF(fields);
+    if (point == NULL) {
+        return NULL;
+    }
+    PyObject_GC_UnTrack(point);
+    int failed = PyList_Append(self->sink, point);
+    Py_DECREF(point);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+timing_set(Timing *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf)) {
+        PyErr_SetString(PyExc_TypeError, "set() takes keyword arguments only");
+        return NULL;
+    }
+    if (self->series == NULL || checked_fields == NULL) {
+        PyErr_SetString(PyExc_TypeError, "a Timing is made by the collector");
+        return NULL;
+    }
+    PyObject *given = PyDict_New();
+    if (given == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyDict_SetItem(given, PyTuple_GET_ITEM(kwnames, i), args[i]) < 0) {
+            Py_DECREF(given);
+            return NULL;
+        }
+    }
+    PyObject *checked = PyObject_CallFunctionObjArgs(checked_fields, self->series, given, NULL);
+    Py_DECREF(given);
+    if (checked == NULL) {
+        return NULL;
+    }
+    if (self->fields == NULL) {
+        self->fields = checked;
+        Py_RETURN_NONE;
+    }
+    int failed = PyDict_Update(self->fields, checked);
+    Py_DECREF(checked);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef timing_methods[] = {
+    {"__enter__", (PyCFunction)timing_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))timing_exit, METH_FASTCALL, NULL},
+    {"set", (PyCFunction)(void (*)(void))timing_set, METH_FASTCALL | METH_KEYWORDS,
+     "Add fields of the series inside the block; ValueError on an unknown field or a wrong "
+     "type. An execution_time given here replaces the measured one."},
+    {NULL},
+};
+
+static PyTypeObject TimingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "luna_monitoring.core._speedups.Timing",
+    .tp_doc = PyDoc_STR("Context manager of one estimation or image load (compiled "
+                        "collector.Timing)."),
+    .tp_basicsize = sizeof(Timing),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)timing_dealloc,
+    .tp_methods = timing_methods,
+};
+
+/* -- request points ---------------------------------------------------------------------- */
+
+/* request_points.assign_id and .emit_points, and the request classes' __init__, in C. What they do not take themselves (an
+   incoming LUNA-Request-Id to check, a route not cached yet, an error status, tags or
+   fields added by the handler) they hand to the Python functions. */
+static PyObject *header_key;     /* istr("LUNA-Request-Id") */
+static PyObject *uuids;          /* request_id._uuids: the pre-drawn UUIDs */
+static PyObject *uuid_batch;     /* request_id._uuid4_batch */
+static PyObject *request_id_for; /* request_id.request_id_for */
+static PyObject *python_emit_points;
+static PyObject *perf_counter;
+static PyObject *s_start_ns, *s_start, *s_id, *s_more, *s_headers, *s_get, *s_entries, *s_emit,
+    *s_requests, *s_request_id, *s_now_ns;
+
+/* "<seconds>,<uuid>" with the newest pre-drawn UUID. */
+static PyObject *
+new_request_id(long long seconds)
+{
+    if (PyList_GET_SIZE(uuids) == 0) {
+        PyObject *batch = PyObject_CallNoArgs(uuid_batch);
+        int failed = batch == NULL || PyList_SetSlice(uuids, 0, 0, batch) < 0;
+        Py_XDECREF(batch);
+        if (failed) {
+            return NULL;
+        }
+    }
+    Py_ssize_t last = PyList_GET_SIZE(uuids) - 1;
+    PyObject *uuid = PyList_GET_ITEM(uuids, last);
+    if (!PyUnicode_CheckExact(uuid) || !PyUnicode_IS_ASCII(uuid)) {
+        PyErr_SetString(PyExc_TypeError, "pre-drawn UUIDs must be ASCII str");
+        return NULL;
+    }
+    char digits[ASCII_CHARS];
+    Py_ssize_t count = format_int(digits, 0, seconds, ','), length = PyUnicode_GET_LENGTH(uuid);
+    PyObject *text = PyUnicode_New(count + length, 127);
+    if (text == NULL) {
+        return NULL;
+    }
+    memcpy(PyUnicode_1BYTE_DATA(text), digits, (size_t)count);
+    memcpy(PyUnicode_1BYTE_DATA(text) + count, PyUnicode_1BYTE_DATA(uuid), (size_t)length);
+    if (PyList_SetSlice(uuids, last, last + 1, NULL) < 0) {
+        Py_DECREF(text);
+        return NULL;
+    }
+    return text;
+}
+
+static PyObject *
+assign_id(PyObject *module, PyObject *request)
+{
+    if (uuids == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "call setup_requests() first");
+        return NULL;
+    }
+    PyObject *start_ns = PyObject_GetAttr(request, s_start_ns);
+    if (start_ns == NULL) {
+        return NULL;
+    }
+    long long nanoseconds = PyLong_AsLongLong(start_ns);
+    Py_DECREF(start_ns);
+    if (nanoseconds == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    long long seconds = nanoseconds / 1000000000LL;
+    if (nanoseconds % 1000000000LL < 0) {
+        seconds -= 1; /* floor, as // does */
+    }
+    PyObject *headers = PyObject_GetAttr(request, s_headers);
+    PyObject *incoming = headers ? PyObject_CallMethodOneArg(headers, s_get, header_key) : NULL;
+    Py_XDECREF(headers);
+    if (incoming == NULL) {
+        return NULL;
+    }
+    PyObject *request_id;
+    if (incoming == Py_None) {
+        request_id = new_request_id(seconds);
+    }
+    else {
+        PyObject *when = PyLong_FromLongLong(seconds);
+        request_id = when ? PyObject_CallFunctionObjArgs(request_id_for, incoming, when, NULL) : NULL;
+        Py_XDECREF(when);
+    }
+    Py_DECREF(incoming);
+    if (request_id == NULL || PyObject_SetAttr(request, s_id, request_id) < 0) {
+        Py_XDECREF(request_id);
+        return NULL;
+    }
+    return request_id;
+}
+
+static PyObject *
+emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || python_emit_points == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "emit_points(hooks, request, request_id, status, key, response)");
+        return NULL;
+    }
+    PyObject *hooks = args[0], *request = args[1], *status = args[3];
+    PyObject *start_ns = PyObject_GetAttr(request, s_start_ns);
+    if (start_ns == NULL || start_ns == Py_None) { /* None: a second response, no points */
+        Py_XDECREF(start_ns);
+        return start_ns ? Py_NewRef(Py_None) : NULL;
+    }
+    PyObject *more = NULL, *entries = NULL, *result = NULL, *now = NULL, *start = NULL;
+    PyObject *elapsed = NULL, *fields = NULL, *point = NULL, *emit = NULL;
+    int overflow = 1;
+    long code = PyLong_CheckExact(status) ? PyLong_AsLongAndOverflow(status, &overflow) : 0;
+    if ((more = PyObject_GetAttr(request, s_more)) == NULL ||
+        (entries = PyObject_GetAttr(hooks, s_entries)) == NULL) {
+        goto done;
+    }
+    PyObject *entry = PyDict_CheckExact(entries) ? lookup(entries, args[4]) : NULL;
+    if (overflow || code >= 400 || more != Py_None || entry == NULL || !PyTuple_CheckExact(entry) ||
+        (PyTuple_GET_SIZE(entry) != 2 && PyTuple_GET_SIZE(entry) != 0)) {
+        result = PyObject_Vectorcall(python_emit_points, args, nargs, NULL);
+        goto done;
+    }
+    if (PyObject_SetAttr(request, s_start_ns, Py_None) < 0) {
+        goto done;
+    }
+    if (PyTuple_GET_SIZE(entry) == 0) { /* an excluded route */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *tags = PyTuple_GET_ITEM(entry, 0);
+    if ((now = PyObject_CallNoArgs(perf_counter)) == NULL ||
+        (start = PyObject_GetAttr(request, s_start)) == NULL ||
+        (elapsed = PyNumber_Subtract(now, start)) == NULL || (fields = PyDict_New()) == NULL ||
+        PyDict_SetItem(fields, s_request_id, args[2]) < 0 ||
+        PyDict_SetItem(fields, execution_time, elapsed) < 0 ||
+        (point = PyTuple_Pack(4, s_requests, start_ns, tags, fields)) == NULL ||
+        (emit = PyObject_GetAttr(hooks, s_emit)) == NULL) {
+        goto done;
+    }
+    PyObject_GC_UnTrack(point); /* as Timing's points: no cycle can go through it */
+    result = PyObject_CallOneArg(emit, point);
+done:
+    Py_DECREF(start_ns);
+    Py_XDECREF(more);
+    Py_XDECREF(entries);
+    Py_XDECREF(now);
+    Py_XDECREF(start);
+    Py_XDECREF(elapsed);
+    Py_XDECREF(fields);
+    Py_XDECREF(point);
+    Py_XDECREF(emit);
+    return result;
+}
+
+/* The start of a monitored request: the base class's __init__, then the timestamps (the
+   ``__init__`` of the adapters' request classes in C). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *base_init, *hooks;
+    vectorcallfunc vectorcall;
+} StartHook;
+
+static PyObject *
+start_hook_call(StartHook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) < 1) {
+        PyErr_SetString(PyExc_TypeError, "__init__ needs the request");
+        return NULL;
+    }
+    PyObject *result = PyObject_Vectorcall(self->base_init, args, nargsf, kwnames);
+    if (result == NULL) {
+        return NULL;
+    }
+    Py_DECREF(result);
+    PyObject *request = args[0];
+    PyObject *now_ns = PyObject_GetAttr(self->hooks, s_now_ns);
+    PyObject *start_ns = now_ns ? PyObject_CallNoArgs(now_ns) : NULL;
+    PyObject *start = start_ns ? PyObject_CallNoArgs(perf_counter) : NULL;
+    int failed = start == NULL || PyObject_SetAttr(request, s_start_ns, start_ns) < 0 ||
+                 PyObject_SetAttr(request, s_start, start) < 0 ||
+                 PyObject_SetAttr(request, s_id, Py_None) < 0 ||
+                 PyObject_SetAttr(request, s_more, Py_None) < 0;
+    Py_XDECREF(now_ns);
+    Py_XDECREF(start_ns);
+    Py_XDECREF(start);
+    if (failed) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void
+start_hook_dealloc(StartHook *self)
+{
+    Py_XDECREF(self->base_init);
+    Py_XDECREF(self->hooks);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject StartHookType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "luna_monitoring.core._speedups.StartHook",
+    .tp_doc = PyDoc_STR("base_init(request, ...), then the request's start timestamps."),
+    .tp_basicsize = sizeof(StartHook),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(StartHook, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_dealloc = (destructor)start_hook_dealloc,
+};
+
+static PyObject *
+start_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyCallable_Check(args[0]) || perf_counter == NULL) {
+        PyErr_SetString(PyExc_TypeError, "start_hook(base_init, hooks), after setup_requests");
+        return NULL;
+    }
+    StartHook *hook = PyObject_New(StartHook, &StartHookType);
+    if (hook == NULL) {
+        return NULL;
+    }
+    hook->base_init = Py_NewRef(args[0]);
+    hook->hooks = Py_NewRef(args[1]);
+    hook->vectorcall = (vectorcallfunc)start_hook_call;
+    PyObject *method = PyInstanceMethod_New((PyObject *)hook); /* binds the request */
+    Py_DECREF(hook);
+    return method;
+}
+
+static PyObject *
+setup_requests(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "setup_requests(header_key, uuids, uuid_batch, "
+                                         "request_id_for, emit_points, perf_counter)");
+        return NULL;
+    }
+    Py_XSETREF(header_key, Py_NewRef(args[0]));
+    Py_XSETREF(uuids, Py_NewRef(args[1]));
+    Py_XSETREF(uuid_batch, Py_NewRef(args[2]));
+    Py_XSETREF(request_id_for, Py_NewRef(args[3]));
+    Py_XSETREF(python_emit_points, Py_NewRef(args[4]));
+    Py_XSETREF(perf_counter, Py_NewRef(args[5]));
+    Py_RETURN_NONE;
+}
+
+/* -- clock ------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    long long last, mask, offset, stride;
+} UniqueClock;
+
+static int
+clock_init(UniqueClock *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"offset", "stride", NULL};
+    long long offset = 0, stride = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|LL", names, &offset, &stride)) {
+        return -1;
+    }
+    if (stride < 1 || offset < 0 || offset >= stride) {
+        PyErr_Format(PyExc_ValueError, "need 0 <= offset < stride, got offset=%lld, stride=%lld",
+                     offset, stride);
+        return -1;
+    }
+    if (stride & (stride - 1)) {
+        PyErr_Format(PyExc_ValueError, "stride must be a power of two, got %lld", stride);
+        return -1;
+    }
+    self->offset = offset;
+    self->stride = stride;
+    self->mask = LLONG_MAX & ~(stride - 1);
+    self->last = 0;
+    return 0;
+}
+
+static PyObject *
+clock_now_ns(UniqueClock *self, PyObject *unused)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    long long value = ((long long)now.tv_sec * 1000000000LL + now.tv_nsec) & self->mask;
+    value |= self->offset;
+    if (value <= self->last) {
+        value = self->last + self->stride;
+    }
+    self->last = value;
+    return PyLong_FromLongLong(value);
+}
+
+static PyMethodDef clock_methods[] = {
+    {"now_ns", (PyCFunction)clock_now_ns, METH_NOARGS,
+     "The current time in ns, greater than every value returned before."},
+    {NULL},
+};
+
+static PyTypeObject UniqueClockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "luna_monitoring.core._speedups.UniqueClock",
+    .tp_doc = PyDoc_STR("Strictly increasing wall-clock nanoseconds, all congruent to offset "
+                        "mod stride (compiled clock.UniqueClock)."),
+    .tp_basicsize = sizeof(UniqueClock),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)clock_init,
+    .tp_methods = clock_methods,
+};
+
+/* -- module ------------------------------------------------------------------------------ */
+
+static PyMethodDef methods[] = {
+    {"encode_lines", (PyCFunction)(void (*)(void))encode_lines, METH_FASTCALL,
+     "encode_lines(encoder, points): the lines of a LineEncoder, cached points in C."},
+    {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
+     "setup(CountFields, dumps): the types and float writer encode_lines uses."},
+    {"setup_timing", (PyCFunction)setup_timing, METH_O,
+     "setup_timing(checked_fields): what Timing.set checks fields with."},
+    {"setup_requests", (PyCFunction)(void (*)(void))setup_requests, METH_FASTCALL,
+     "setup_requests(header_key, uuids, uuid_batch, request_id_for, emit_points, "
+     "perf_counter): what assign_id and emit_points use and hand over to."},
+    {"start_hook", (PyCFunction)(void (*)(void))start_hook, METH_FASTCALL,
+     "start_hook(base_init, hooks): an __init__ for a request class: base_init, then the "
+     "start timestamps from hooks._now_ns and perf_counter."},
+    {"assign_id", (PyCFunction)assign_id, METH_O,
+     "assign_id(request): the request's id, made now (request_points.assign_id)."},
+    {"emit_points", (PyCFunction)(void (*)(void))emit_points, METH_FASTCALL,
+     "emit_points(hooks, request, request_id, status, key, response): "
+     "request_points.emit_points."},
+    {"timing", (PyCFunction)(void (*)(void))new_timing, METH_FASTCALL,
+     "timing(sink, clock, series, tags): a Timing that appends its point to sink."},
+    {NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "luna_monitoring.core._speedups",
+    .m_doc = "Compiled hot paths: encoder, worker clock, Timing, request points.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    struct {
+        PyObject **name;
+        const char *text;
+    } names[] = {
+        {&execution_time, "execution_time"}, {&s_start_ns, "_luna_start_ns"},
+        {&s_start, "_luna_start"}, {&s_id, "_luna_id"}, {&s_more, "_luna_more"},
+        {&s_headers, "headers"}, {&s_get, "get"}, {&s_entries, "_entries"},
+        {&s_emit, "_emit"}, {&s_requests, "requests"}, {&s_request_id, "request_id"},
+        {&s_now_ns, "_now_ns"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (*names[i].name == NULL &&
+            (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL) {
+            return NULL;
+        }
+    }
+    if (PyType_Ready(&UniqueClockType) < 0 || PyType_Ready(&TimingType) < 0 ||
+        PyType_Ready(&StartHookType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "UniqueClock", (PyObject *)&UniqueClockType) < 0 ||
+        PyModule_AddObjectRef(m, "Timing", (PyObject *)&TimingType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,282 @@
+"""The compiled hot paths (``core/_speedups.c``): built where CI runs, the same output as the
+pure-Python code for any input, and an install that goes on without a compiler."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+from test_point import COUNTERS, ENCODER_SETTINGS, NAME, VM, random_points
+
+from luna_monitoring.core import point as point_module
+from luna_monitoring.core import request_id as request_id_module
+from luna_monitoring.core import request_points
+from luna_monitoring.core.point import CountFields, LineEncoder, Point
+from luna_monitoring.core.request_id import is_request_id
+from luna_monitoring.core.request_points import RequestPoints
+from luna_monitoring.core.schema import INT64_MAX
+from luna_monitoring.core.settings import Settings
+from luna_monitoring.core.speedups import NO_EXTENSIONS_ENV, speedups
+
+ROOT = Path(__file__).resolve().parent.parent
+compiled = pytest.mark.skipif(speedups is None, reason="the compiled hot paths are not built")
+
+
+def test_built_where_ci_runs():
+    """CI builds the extension (``make`` installs a C compiler), so both paths are tested:
+    ``make test`` compiled, ``make test-lowest`` with it switched off."""
+    if os.environ.get(NO_EXTENSIONS_ENV):
+        pytest.skip(f"{NO_EXTENSIONS_ENV} is set: the pure-Python code runs")
+    if speedups is None:
+        if os.environ.get("CI"):
+            pytest.fail("luna_monitoring.core._speedups is not built: no C compiler?")
+        pytest.skip("not built here: the pure-Python code runs")
+
+
+def encoded_twice(points: list, dialect: str, use_compiled: bool) -> tuple:
+    """Lines of ``points`` encoded twice by one encoder (caches cold, then warm), and its
+    counters and last reason."""
+    saved = point_module._speedups
+    point_module._speedups = saved if use_compiled else None
+    try:
+        encoder = LineEncoder(dialect)
+        lines = [encoder.encode_lines(points), encoder.encode_lines(iter(points))]
+    finally:
+        point_module._speedups = saved
+    return lines, [getattr(encoder, name) for name in COUNTERS], encoder.last_dropped
+
+
+COUNT_KEYS = ("a_usages", "b_usages", "c usages")
+COUNT = st.one_of(st.integers(0, 3), st.integers(INT64_MAX - 1, INT64_MAX + 1), st.booleans())
+
+
+@st.composite
+def mixed_points(draw: st.DrawFn) -> list:
+    """Hostile points as buffered: plain tuples, ``Point``s, lists, shared read-only tag
+    sets, usages counts."""
+    points: list = []
+    for series, time_ns, tags, fields in draw(random_points()):
+        shape = draw(st.integers(0, 4))
+        if shape == 1:
+            tags = MappingProxyType(tags)
+        elif shape == 2:
+            counts = draw(st.lists(COUNT, min_size=3, max_size=3))
+            fields = CountFields(zip(COUNT_KEYS, counts, strict=True))
+        elif shape == 3:
+            points.append([series, time_ns, tags, fields])
+            continue
+        elif shape == 4:
+            points.append(Point(series, time_ns, tags, fields))
+            continue
+        points.append((series, time_ns, tags, fields))
+    return points + draw(st.permutations(points))
+
+
+@compiled
+@ENCODER_SETTINGS
+@given(points=mixed_points(), dialect=st.sampled_from(["influxdb", VM]))
+def test_compiled_encoder_writes_what_python_writes(points, dialect):
+    """Same lines, same counts and reason, cold and warm, whatever the points."""
+    assert encoded_twice(points, dialect, True) == encoded_twice(points, dialect, False)
+
+
+@compiled
+@ENCODER_SETTINGS
+@given(
+    text=NAME,
+    number=st.one_of(st.floats(), st.integers(-(2**70), 2**70)),
+    dialect=st.sampled_from(["influxdb", VM]),
+)
+def test_compiled_encoder_on_cached_points_with_any_value(text, number, dialect):
+    """Cached tag sets and keys (the compiled path) with any string and number, also
+    beyond the line length VictoriaMetrics takes."""
+    tags = MappingProxyType({"service": "s", "route": text or "r"})
+    points = [
+        ("requests", 1, tags, {"request_id": text, "execution_time": number}),
+        ("requests", 2, tags, {"request_id": text * 3000, "n": number}),
+        ("requests", 3, dict(tags), {"x": number, "s": text}),
+    ]
+    assert encoded_twice(points, dialect, True) == encoded_twice(points, dialect, False)
+
+
+def _wheel(tmp_path: Path, compiler: str | None) -> zipfile.ZipFile:
+    """A wheel of this project built from a copy of its sources, with ``CC`` set to
+    ``compiler`` (``/bin/false``: a machine without a working C compiler)."""
+    source = tmp_path / "source"
+    skipped = shutil.ignore_patterns("*.so", "__pycache__")
+    for part in ("luna_monitoring", "example_app"):
+        shutil.copytree(ROOT / part, source / part, ignore=skipped)
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    env = {**os.environ, **({"CC": compiler} if compiler else {})}
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path / "wheels"), str(source)],
+        check=True, env=env, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "wheels").glob("*.whl")
+    return zipfile.ZipFile(wheel)
+
+
+def test_install_without_a_compiler_falls_back_to_python(tmp_path):
+    """No compiler: the wheel builds without the extension, and the package it holds
+    encodes with the pure-Python code."""
+    with _wheel(tmp_path, "/bin/false") as wheel:
+        assert not [name for name in wheel.namelist() if name.endswith(".so")]
+        wheel.extractall(tmp_path / "site")
+    code = (
+        "from luna_monitoring.core import point, clock\n"
+        "assert point._speedups is None and clock.UniqueClock is clock.PythonUniqueClock\n"
+        "print(point.LineEncoder().encode_lines([('m', 1, {'t': 'v'}, {'f': 1.5})]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout == "['m,t=v f=1.5 1']\n"
+
+
+@compiled
+def test_install_with_a_compiler_ships_the_extension(tmp_path):
+    """With a compiler the wheel holds the extension next to the pure-Python code."""
+    with _wheel(tmp_path, None) as wheel:
+        names = wheel.namelist()
+    assert [name for name in names if name.startswith("luna_monitoring/core/_speedups.")]
+    assert "luna_monitoring/core/point.py" in names
+
+
+def test_environment_variable_turns_the_extension_off(tmp_path):
+    """``LUNA_MONITORING_NO_EXTENSIONS=1`` runs the pure-Python code although it is built."""
+    code = "from luna_monitoring.core import point; print(point._speedups)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, NO_EXTENSIONS_ENV: "1"},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert result.stdout == "None\n"
+
+
+class FakeRequest:
+    """What the request points read of an adapter's request."""
+
+    __slots__ = ("_luna_id", "_luna_more", "_luna_start", "_luna_start_ns", "headers", "method")
+
+    def __init__(self, start_ns: int, headers: dict, method: str = "GET") -> None:
+        self._luna_start_ns, self._luna_start = start_ns, time.perf_counter()
+        self._luna_id = self._luna_more = None
+        self.headers = CIMultiDict(headers)
+        self.method = method
+
+
+class FakeHooks(RequestPoints):
+    """Routes named after the method; errors coded by status."""
+
+    __slots__ = ()
+
+    def route_name(self, request: FakeRequest, status: int) -> tuple[str, bool]:
+        return f"{request.method}:/r", True
+
+    def error_code(self, request: FakeRequest, response: object) -> str:
+        return str(response)
+
+
+REQUEST_ID = "1700000000,1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+
+
+@compiled
+@pytest.mark.parametrize(
+    ("start_ns", "headers"),
+    [
+        (1_700_000_000_123_456_789, {}),
+        (999_999_999, {}),
+        (-1, {}),
+        (1_700_000_000_000_000_000, {"luna-request-id": REQUEST_ID}),
+        (1_700_000_000_000_000_000, {"LUNA-Request-Id": "1700000000,not-an-id\r\n"}),
+    ],
+    ids=["new", "under_a_second", "before_1970", "incoming_kept", "incoming_malformed"],
+)
+def test_compiled_assign_id_is_the_python_one(start_ns, headers):
+    """A well-formed incoming id kept, else a new one of the start's seconds, kept on the
+    request; a batch drawn when no UUID is left."""
+    ids = []
+    for assign in (speedups.assign_id, request_points.python_assign_id):
+        request_id_module._uuids.clear()  # both draw a batch first
+        request = FakeRequest(start_ns, headers)
+        made = assign(request)
+        assert (
+            request._luna_id == made
+            and type(made) is str
+            and is_request_id(made) == (start_ns >= 0)
+        )
+        ids.append(made if made == REQUEST_ID else made.partition(",")[0])
+    assert ids[0] == ids[1]
+
+
+@compiled
+def test_compiled_assign_id_takes_the_newest_pre_drawn_uuid():
+    """The id is the Python one's: the last UUID of the batch, after the start's seconds."""
+    first = "00000000-0000-4000-8000-000000000001"
+    request_id_module._uuids[:] = [first, REQUEST_ID.partition(",")[2]]
+    request = FakeRequest(1_700_000_000_999_999_999, {})
+    assert speedups.assign_id(request) == REQUEST_ID
+    assert request_id_module._uuids == [first]
+
+
+def emitted(emit_points, hooks: FakeHooks, requests: list[tuple]) -> list:
+    """What ``emit_points`` hands on for each (method, status, more, times answered), with
+    execution times replaced by their type."""
+    out: list = []
+    hooks.bind(lambda: 0, out.append)
+    for method, status, more, answers in requests:
+        request = FakeRequest(1_700_000_000_000_000_000 + len(out), {}, method)
+        request._luna_more = more
+        for _ in range(answers):
+            emit_points(hooks, request, REQUEST_ID, status, (method, status), "E42")
+        assert request._luna_start_ns is None
+    return [
+        (
+            series,
+            time_ns,
+            dict(tags),
+            {k: type(v) if k == "execution_time" else v for k, v in fields.items()},
+        )
+        for series, time_ns, tags, fields in out
+    ]
+
+
+@compiled
+def test_compiled_emit_points_is_the_python_one():
+    """Route cached or not, excluded, error, tags and fields added, answered twice: the same
+    points, and the compiled one hands on the same tuples."""
+    settings = Settings.from_config(
+        {"version": 1, "database": "db", "service": "svc", "excluded_routes": ["^DELETE:"]}
+    )
+    requests = [
+        ("GET", 200, None, 1),
+        ("GET", 200, None, 2),
+        ("DELETE", 200, None, 1),
+        ("DELETE", 200, None, 1),
+        ("GET", 404, None, 1),
+        ("GET", 404, None, 1),
+        ("GET", 200, ({"account": "7"}, {"size": 3}), 1),
+        ("POST", 500, ({"account": "8"}, {}), 2),
+        ("GET", 200, None, 1),
+    ]
+    compiled_points = emitted(speedups.emit_points, FakeHooks(settings), requests)
+    assert compiled_points == emitted(
+        request_points.python_emit_points, FakeHooks(settings), requests
+    )
+    series = [point[0] for point in compiled_points]
+    assert (series.count("requests"), series.count("errors")) == (7, 3)
+    assert {p[3]["execution_time"] for p in compiled_points if p[0] == "requests"} == {float}
