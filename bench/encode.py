@@ -12,9 +12,11 @@ per-round ratios.
 
 With ``--against REVISION`` the baseline is the package's own ``LineEncoder`` as it was at
 that git revision (its ``core/point.py`` loaded into a module of its own) instead of
-influxdb-client's ``Point``.
+influxdb-client's ``Point``; with ``--python`` it is today's ``LineEncoder`` on its
+pure-Python path (what runs where the compiled hot paths are not built).
 
-    python bench/encode.py [--points 100000] [--batch 5000] [--rounds 5] [--against a921ad7]
+    python bench/encode.py [--points 100000] [--batch 5000] [--rounds 5]
+                           [--against a921ad7 | --python]
 """
 
 from __future__ import annotations
@@ -139,11 +141,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--against", metavar="REVISION", help="baseline: LineEncoder at REVISION")
+    parser.add_argument("--python", action="store_true", help="baseline: the pure-Python path")
     args = parser.parse_args()
 
     points = make_points(args.points)
     if args.against:
         baseline, baseline_name = encoder_at(args.against), f"LineEncoder at {args.against}"
+    elif args.python:
+        baseline, baseline_name = (lambda: LineEncoder()._encode_lines_python), "pure Python"
     else:
         baseline, baseline_name = (lambda: encode_client), "influxdb_client.Point"
     if new_encoder()(points) != baseline()(points):

@@ -290,7 +290,9 @@ add_field(Line *line, PyObject *name, PyObject *value, const char *sep)
 static PyObject *
 cached_line(Line *line, PyObject *point)
 {
-    if (!PyTuple_CheckExact(point) || PyTuple_GET_SIZE(point) != 4) {
+    /* a tuple, or a subclass that unpacks as one (Point) */
+    if (!PyTuple_Check(point) || PyTuple_GET_SIZE(point) != 4 ||
+        Py_TYPE(point)->tp_iter != PyTuple_Type.tp_iter) {
         return NULL;
     }
     PyObject *series = PyTuple_GET_ITEM(point, 0), *time_ns = PyTuple_GET_ITEM(point, 1);

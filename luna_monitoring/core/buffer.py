@@ -136,8 +136,7 @@ class Buffer:
 
     def take(self, limit: int) -> list[Point]:
         """Remove and return the oldest raw points, at most ``limit``."""
-        pop = self._raw.popleft
-        return [pop() for _ in range(min(limit, len(self._raw)))]
+        return _pop_left(self._raw, limit)
 
     @property
     def raw(self) -> int:
@@ -170,10 +169,8 @@ class Buffer:
         lines = self._lines
         while len(lines) < count and self._packed:
             self._unpack()
-        pop = lines.popleft
-        out = [pop() for _ in range(min(count, len(lines)))]
-        pop = self._tail.popleft
-        out.extend([pop() for _ in range(min(count - len(out), len(self._tail)))])
+        out = _pop_left(lines, count)
+        out.extend(_pop_left(self._tail, count - len(out)))
         return out
 
     def _drop(self, count: int) -> None:
@@ -263,3 +260,14 @@ class Buffer:
         beyond the bound they are dropped (``spill`` off) or shed again."""
         self._lines.extendleft(reversed(lines))
         self._trim()
+
+
+def _pop_left(items: deque, count: int) -> list:
+    """Remove and return the oldest ``count`` of ``items`` (at most all), all at once when
+    that is all of them (a copy at C speed instead of one ``popleft`` each)."""
+    if count >= len(items):
+        out = list(items)
+        items.clear()
+        return out
+    pop = items.popleft
+    return [pop() for _ in range(count)]
