@@ -759,14 +759,15 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return start_ns ? Py_NewRef(Py_None) : NULL;
     }
     PyObject *more = NULL, *entries = NULL, *result = NULL, *now = NULL, *start = NULL;
-    PyObject *elapsed = NULL, *fields = NULL, *point = NULL, *emit = NULL;
+    PyObject *elapsed = NULL, *fields = NULL, *point = NULL, *emit = NULL, *entry = NULL;
     int overflow = 1;
     long code = PyLong_CheckExact(status) ? PyLong_AsLongAndOverflow(status, &overflow) : 0;
     if ((more = PyObject_GetAttr(request, s_more)) == NULL ||
         (entries = PyObject_GetAttr(hooks, s_entries)) == NULL) {
         goto done;
     }
-    PyObject *entry = PyDict_CheckExact(entries) ? lookup(entries, args[4]) : NULL;
+    /* held: the request's __setattr__ (aiohttp's is Python) runs before the entry is used */
+    entry = PyDict_CheckExact(entries) ? Py_XNewRef(lookup(entries, args[4])) : NULL;
     if (overflow || code >= 400 || more != Py_None || entry == NULL || !PyTuple_CheckExact(entry) ||
         (PyTuple_GET_SIZE(entry) != 2 && PyTuple_GET_SIZE(entry) != 0)) {
         result = PyObject_Vectorcall(python_emit_points, args, nargs, NULL);
@@ -793,6 +794,7 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     result = PyObject_CallOneArg(emit, point);
 done:
     Py_DECREF(start_ns);
+    Py_XDECREF(entry);
     Py_XDECREF(more);
     Py_XDECREF(entries);
     Py_XDECREF(now);
