@@ -120,7 +120,7 @@ def _wheel(tmp_path: Path, compiler: str | None) -> zipfile.ZipFile:
         shutil.copy(ROOT / name, source / name)
     env = {**os.environ, **({"CC": compiler} if compiler else {})}
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
          "-w", str(tmp_path / "wheels"), str(source)],
         check=True, env=env, capture_output=True, timeout=300,
     )  # fmt: skip
