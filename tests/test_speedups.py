@@ -3,6 +3,7 @@ pure-Python code for any input, and an install that goes on without a compiler."
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -13,11 +14,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 from test_point import COUNTERS, ENCODER_SETTINGS, NAME, VM, random_points
 
+from luna_monitoring.core import collector as collector_module
 from luna_monitoring.core import point as point_module
 from luna_monitoring.core import request_id as request_id_module
 from luna_monitoring.core import request_points
@@ -280,3 +282,40 @@ def test_compiled_emit_points_is_the_python_one():
     series = [point[0] for point in compiled_points]
     assert (series.count("requests"), series.count("errors")) == (7, 3)
     assert {p[3]["execution_time"] for p in compiled_points if p[0] == "requests"} == {float}
+
+
+FIELD_NAMES = ("detection_count", "image_width", "execution_time", "face_detection_height", "x")
+ANY_VALUE = st.one_of(
+    st.integers(-(2**64), 2**64),
+    st.sampled_from([INT64_MAX, INT64_MAX + 1, -(2**63), -(2**63) + 1, 2.0**63, -(2.0**63)]),
+    st.sampled_from([math.nan, math.inf, -math.inf, 1e300, 0.5]),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.text(max_size=3),
+)
+
+
+def recorded_with_set(timing_of, fields: dict) -> object:
+    """The point a block records after ``.set(**fields)``, or the error ``set`` raises."""
+    sink: list = []
+    timing = timing_of(sink, lambda: 7, "face_detection", {"service": "s"})
+    try:
+        with timing as block:
+            block.set(**fields)
+    except ValueError as exc:
+        return str(exc)
+    (point,) = sink
+    seconds = point[3]["execution_time"]
+    given = "nan" if seconds != seconds else seconds == fields.get("execution_time")
+    return point[:3], {**point[3], "execution_time": given}  # True: given, False: measured
+
+
+@compiled
+@settings(max_examples=500, deadline=None)
+@given(fields=st.dictionaries(st.sampled_from(FIELD_NAMES), ANY_VALUE, max_size=4))
+def test_compiled_timing_set_checks_as_python_does(fields):
+    """Checked, converted or refused: the compiled ``set`` keeps what the Python one keeps."""
+    python = recorded_with_set(collector_module._python_timing, dict(fields))
+    assert recorded_with_set(speedups.timing, dict(fields)) == python

@@ -29,6 +29,7 @@
 
 static PyObject *count_fields_type; /* point.CountFields */
 static PyObject *checked_fields;    /* collector._checked_fields */
+static PyObject *numeric_fields;    /* collector._NUMERIC_FIELDS: {series: {field: int or float}} */
 static PyObject *execution_time;    /* "execution_time" */
 static PyObject *dumps;             /* orjson.dumps: floats are written as the Python path writes them */
 
@@ -484,13 +485,14 @@ setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-setup_timing(PyObject *module, PyObject *checker)
+setup_timing(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!PyCallable_Check(checker)) {
-        PyErr_SetString(PyExc_TypeError, "setup_timing(checked_fields)");
+    if (nargs != 2 || !PyCallable_Check(args[0]) || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "setup_timing(checked_fields, numeric_fields: dict)");
         return NULL;
     }
-    Py_XSETREF(checked_fields, Py_NewRef(checker));
+    Py_XSETREF(checked_fields, Py_NewRef(args[0]));
+    Py_XSETREF(numeric_fields, Py_NewRef(args[1]));
     Py_RETURN_NONE;
 }
 
@@ -594,6 +596,41 @@ timing_exit(Timing *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* Whether every field is of its declared numeric type, an int within int64 but -2**63 or a
+   float of magnitude at most INT64_MAX: what _checked_fields passes unchanged. */
+static int
+declared_numbers(PyObject *series, PyObject *fields)
+{
+    PyObject *types = numeric_fields ? lookup(numeric_fields, series) : NULL;
+    if (types == NULL || !PyDict_CheckExact(types)) {
+        return 0;
+    }
+    Py_ssize_t position = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(fields, &position, &name, &value)) {
+        PyObject *type = lookup(types, name);
+        if (type == NULL || (PyObject *)Py_TYPE(value) != type) {
+            return 0;
+        }
+        if (PyFloat_CheckExact(value)) {
+            if (!(fabs(PyFloat_AS_DOUBLE(value)) < 9223372036854775808.0)) { /* NaN too */
+                return 0;
+            }
+        }
+        else if (PyLong_CheckExact(value)) {
+            int overflow;
+            long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (overflow || number == LLONG_MIN) {
+                return 0;
+            }
+        }
+        else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static PyObject *
 timing_set(Timing *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -616,10 +653,16 @@ timing_set(Timing *self, PyObject *const *args, size_t nargsf, PyObject *kwnames
             return NULL;
         }
     }
-    PyObject *checked = PyObject_CallFunctionObjArgs(checked_fields, self->series, given, NULL);
-    Py_DECREF(given);
-    if (checked == NULL) {
-        return NULL;
+    PyObject *checked;
+    if (declared_numbers(self->series, given)) {
+        checked = given;
+    }
+    else {
+        checked = PyObject_CallFunctionObjArgs(checked_fields, self->series, given, NULL);
+        Py_DECREF(given);
+        if (checked == NULL) {
+            return NULL;
+        }
     }
     if (self->fields == NULL) {
         self->fields = checked;
@@ -970,8 +1013,8 @@ static PyMethodDef methods[] = {
      "encode_lines(encoder, points): the lines of a LineEncoder, cached points in C."},
     {"setup", (PyCFunction)(void (*)(void))setup, METH_FASTCALL,
      "setup(CountFields, dumps): the types and float writer encode_lines uses."},
-    {"setup_timing", (PyCFunction)setup_timing, METH_O,
-     "setup_timing(checked_fields): what Timing.set checks fields with."},
+    {"setup_timing", (PyCFunction)(void (*)(void))setup_timing, METH_FASTCALL,
+     "setup_timing(checked_fields, numeric_fields): what Timing.set checks fields with."},
     {"setup_requests", (PyCFunction)(void (*)(void))setup_requests, METH_FASTCALL,
      "setup_requests(header_key, uuids, uuid_batch, request_id_for, emit_points, "
      "perf_counter): what assign_id and emit_points use and hand over to."},

@@ -59,6 +59,8 @@ _NUMERIC_FIELDS: Mapping[str, Mapping[str, type]] = {
     for name in (*ESTIMATOR_SERIES, "image_load")
 }
 _USAGE_FIELDS: Mapping[str, str] = {name: f"{name}_usages" for name in USAGE_ESTIMATORS}
+# All counts zero: each request's usages start as a copy (4 times cheaper than fromkeys).
+_NO_USAGES = CountFields.fromkeys(_USAGE_FIELDS.values(), 0)
 _IMAGE_LOAD = SERIES["image_load"]
 # service -> {batch_size or (batch_size, extra tag, its value): tags of estimator points,
 # ("image_load", format, exif, autorotated): tags of image_load points, ("sdkloop_task",
@@ -174,7 +176,7 @@ if speedups is None:
     Timing: type[PythonTiming] = PythonTiming
     _timing = _python_timing
 else:  # the same in C (core/_speedups.c); its set() checks fields with _checked_fields
-    speedups.setup_timing(_checked_fields)
+    speedups.setup_timing(_checked_fields, _NUMERIC_FIELDS)
     Timing = speedups.Timing
     _timing = speedups.timing
 
@@ -291,7 +293,7 @@ class EstimationCollector:
         if type(count) is not int or not 0 <= count <= INT64_MAX:
             raise ValueError(f"usage count of {estimator!r} must be an int >= 0, got {count!r}")
         if self._usages is None:
-            self._usages = CountFields.fromkeys(_USAGE_FIELDS.values(), 0)
+            self._usages = CountFields(_NO_USAGES)
         self._usages[field] += count
 
     def points(self, execution_time: float) -> list[PointTuple]:
@@ -312,7 +314,7 @@ class EstimationCollector:
         usage_tags = tag_sets.get("usages_statistic")
         if usage_tags is None:
             usage_tags = _keep(tag_sets, "usages_statistic", {"service": self._service})
-        usages = self._usages or CountFields.fromkeys(_USAGE_FIELDS.values(), 0)
+        usages = self._usages or CountFields(_NO_USAGES)
         return [
             ("sdkloop_task", self._start_ns, task_tags, {"execution_time": execution_time}),
             *self._images,
