@@ -24,7 +24,7 @@ from stub_server import (
 from luna_monitoring.core.logs import worker_label
 from luna_monitoring.core.point import Point
 from luna_monitoring.core.settings import Settings
-from luna_monitoring.core.writer import BACKOFF_BASE_S, Writer, backoff_s, is_retried
+from luna_monitoring.core.writer import BACKOFF_BASE_S, Writer, backoff_s, is_retried, tick_period
 from luna_monitoring.storages import WriteError, encode_body, make_storage
 
 T = TypeVar("T")
@@ -639,3 +639,18 @@ class TestConfigurationErrors:
         )
         await until(lambda: writer.stats["points_written"] == 10)
         assert influx_db.query('SELECT count(n) FROM "later"."requests"')[0]["count"] == 10
+
+
+@pytest.mark.parametrize(
+    ("period", "arrived", "expected"),
+    [
+        (0.05, 0, 0.05),  # idle: the longest
+        (0.05, 150, 0.05),  # a quiet worker: never longer than the longest
+        (0.05, 1500, 0.01),  # 30,000 points/s: about 300 a tick
+        (0.01, 300, 0.01),  # steady at that rate
+        (0.004, 100_000, 0.004),  # never shorter than MIN_TICK_S
+    ],
+)
+def test_a_busy_worker_ticks_sooner(period, arrived, expected):
+    """The next tick comes when about TICK_TARGET_POINTS more points are expected."""
+    assert tick_period(period, arrived, 0.05) == pytest.approx(expected)

@@ -57,6 +57,11 @@ Sink = Callable[[list[Point]], Any]
 """Receives every drained list of points in the background (must not keep or modify it)."""
 
 TICK_S = 0.05
+"""Longest time between two ticks (``flushing_period`` if that is shorter)."""
+MIN_TICK_S = 0.004
+TICK_TARGET_POINTS = 300
+"""A busy worker ticks so that each tick takes about this many points (at most every
+``MIN_TICK_S``): points encoded a few ms after they were made are still in the CPU's caches."""
 TICK_POINTS = 1000
 BACKOFF_BASE_S = 0.5
 SPOOL_RETRY_S = 5.0
@@ -96,6 +101,19 @@ def _failure_kind(error: WriteError, settings: Settings) -> str:
     if error.status >= 500:
         return "server error"
     return f"HTTP {error.status}"
+
+
+def tick_period(period: float, arrived: int, longest: float) -> float:
+    """The time to the next tick, after ``arrived`` points came in ``period``: enough for
+    about :data:`TICK_TARGET_POINTS` at that rate, between :data:`MIN_TICK_S` and
+    ``longest`` (an idle worker ticks every ``longest``).
+
+    >>> tick_period(0.05, 4000, 0.05), tick_period(0.05, 150, 0.05)
+    (0.004, 0.05)
+    """
+    if arrived <= 0:
+        return longest
+    return min(longest, max(MIN_TICK_S, period * TICK_TARGET_POINTS / arrived))
 
 
 class Writer:
@@ -284,9 +302,10 @@ class Writer:
     # -- tick: raw points -> sinks -> lines ------------------------------------------
 
     async def _tick_loop(self) -> None:
-        period = min(self.settings.flushing_period, TICK_S)
+        longest = period = min(self.settings.flushing_period, TICK_S)
         while True:
             await asyncio.sleep(period)
+            period = tick_period(period, self._buffer.raw, longest)
             try:
                 await self._drain_all()
                 if self._spool is not None:
