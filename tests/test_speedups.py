@@ -319,3 +319,18 @@ def test_compiled_timing_set_checks_as_python_does(fields):
     """Checked, converted or refused: the compiled ``set`` keeps what the Python one keeps."""
     python = recorded_with_set(collector_module._python_timing, dict(fields))
     assert recorded_with_set(speedups.timing, dict(fields)) == python
+
+
+@compiled
+@ENCODER_SETTINGS
+@given(lines=st.lists(st.one_of(st.text(st.characters(max_codepoint=127)), st.text())))
+def test_compiled_join_writes_the_python_body(lines):
+    """ASCII lines are copied once; any other list gives the Python body (surrogates: ``?``)."""
+    saved = point_module._speedups
+    try:
+        point_module._speedups = None
+        python = point_module.join_lines(lines)
+    finally:
+        point_module._speedups = saved
+    assert point_module.join_lines(lines) == python
+    assert point_module.join_lines(iter(lines)) == python

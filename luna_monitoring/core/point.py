@@ -536,5 +536,10 @@ class LineEncoder:
 
 
 def join_lines(lines: Iterable[str]) -> bytes:
-    """A write request body from encoded lines (lone surrogates become ``?``)."""
+    """A write request body from encoded lines (lone surrogates become ``?``); a list of
+    ASCII lines is copied once, by the compiled code when built."""
+    if _speedups is not None:
+        body = _speedups.join_ascii_lines(lines)
+        if body is not None:
+            return body
     return "\n".join(lines).encode("utf-8", "replace")
