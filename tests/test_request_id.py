@@ -9,9 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from luna_monitoring.core.request_id import is_request_id, new_request_id, request_id_for
+from luna_monitoring.core.request_id import is_request_id, python_new_request_id, request_id_for
+from luna_monitoring.core.speedups import speedups
 
 UUID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+
+
+@pytest.fixture(scope="module", params=["compiled", "python"])
+def new_request_id(request: pytest.FixtureRequest):
+    """The compiled ``new_request_id`` (``core/_speedups.c``) and the pure-Python one."""
+    if request.param == "python":
+        return python_new_request_id
+    if speedups is None:
+        pytest.skip("the compiled hot paths are not built")
+    return speedups.new_request_id
 
 
 @pytest.mark.parametrize(
@@ -55,8 +66,8 @@ def test_missing_id_gets_a_new_one():
     assert request_id_for(None, 1800000000).startswith("1800000000,")
 
 
-@given(st.integers(min_value=0, max_value=9_999_999_999))
-def test_new_ids_are_seconds_and_a_canonical_version_4_uuid(seconds):
+@given(seconds=st.integers(min_value=0, max_value=9_999_999_999))
+def test_new_ids_are_seconds_and_a_canonical_version_4_uuid(new_request_id, seconds):
     made = new_request_id(seconds)
     prefix, _, text = made.partition(",")
     parsed = uuid.UUID(text)
@@ -65,11 +76,11 @@ def test_new_ids_are_seconds_and_a_canonical_version_4_uuid(seconds):
     assert is_request_id(made)
 
 
-def test_new_ids_do_not_repeat():
+def test_new_ids_do_not_repeat(new_request_id):
     assert len({new_request_id(1700000000) for _ in range(100_000)}) == 100_000
 
 
-def test_new_ids_use_all_random_bits():
+def test_new_ids_use_all_random_bits(new_request_id):
     """Every one of the 122 random bits of the UUID takes both values."""
     values = [uuid.UUID(new_request_id(0)[2:]).int for _ in range(2000)]
     ones = zeros = 0
@@ -80,7 +91,7 @@ def test_new_ids_use_all_random_bits():
     assert ones & zeros & (2**128 - 1) == (2**128 - 1) & ~version_and_variant
 
 
-def test_a_forked_child_does_not_reuse_the_parents_uuids():
+def test_a_forked_child_does_not_reuse_the_parents_uuids(new_request_id):
     new_request_id(0)  # the parent now holds a batch of unused UUIDs
     read_end, write_end = os.pipe()
     pid = os.fork()

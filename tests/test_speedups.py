@@ -21,7 +21,6 @@ from test_point import COUNTERS, ENCODER_SETTINGS, NAME, VM, random_points
 
 from luna_monitoring.core import collector as collector_module
 from luna_monitoring.core import point as point_module
-from luna_monitoring.core import request_id as request_id_module
 from luna_monitoring.core import request_points
 from luna_monitoring.core.point import CountFields, LineEncoder, Point
 from luna_monitoring.core.request_id import is_request_id
@@ -210,10 +209,9 @@ REQUEST_ID = "1700000000,1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 )
 def test_compiled_assign_id_is_the_python_one(start_ns, headers):
     """A well-formed incoming id kept, else a new one of the start's seconds, kept on the
-    request; a batch drawn when no UUID is left."""
+    request."""
     ids = []
     for assign in (speedups.assign_id, request_points.python_assign_id):
-        request_id_module._uuids.clear()  # both draw a batch first
         request = FakeRequest(start_ns, headers)
         made = assign(request)
         assert (
@@ -223,16 +221,6 @@ def test_compiled_assign_id_is_the_python_one(start_ns, headers):
         )
         ids.append(made if made == REQUEST_ID else made.partition(",")[0])
     assert ids[0] == ids[1]
-
-
-@compiled
-def test_compiled_assign_id_takes_the_newest_pre_drawn_uuid():
-    """The id is the Python one's: the last UUID of the batch, after the start's seconds."""
-    first = "00000000-0000-4000-8000-000000000001"
-    request_id_module._uuids[:] = [first, REQUEST_ID.partition(",")[2]]
-    request = FakeRequest(1_700_000_000_999_999_999, {})
-    assert speedups.assign_id(request) == REQUEST_ID
-    assert request_id_module._uuids == [first]
 
 
 def emitted(emit_points, hooks: FakeHooks, requests: list[tuple]) -> list:

@@ -16,8 +16,11 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <sys/random.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -736,51 +739,88 @@ static PyTypeObject TimingType = {
    incoming LUNA-Request-Id to check, a route not cached yet, an error status, tags or
    fields added by the handler) they hand to the Python functions. */
 static PyObject *header_key;     /* istr("LUNA-Request-Id") */
-static PyObject *uuids;          /* request_id._uuids: the pre-drawn UUIDs */
-static PyObject *uuid_batch;     /* request_id._uuid4_batch */
 static PyObject *request_id_for; /* request_id.request_id_for */
 static PyObject *python_emit_points;
 static PyObject *perf_counter;
 static PyObject *s_start_ns, *s_start, *s_id, *s_more, *s_headers, *s_get, *s_entries, *s_emit,
     *s_requests, *s_request_id, *s_now_ns;
 
-/* "<seconds>,<uuid>" with the newest pre-drawn UUID. */
-static PyObject *
-new_request_id(long long seconds)
+/* Random version-4 UUIDs: 256 at a time from one getrandom() call, none reused after a
+   fork (the child starts with none left). */
+#define UUIDS_AT_ONCE 256
+static unsigned char random_bits[16 * UUIDS_AT_ONCE];
+static int uuids_left;
+
+static void
+forget_uuids(void)
 {
-    if (PyList_GET_SIZE(uuids) == 0) {
-        PyObject *batch = PyObject_CallNoArgs(uuid_batch);
-        int failed = batch == NULL || PyList_SetSlice(uuids, 0, 0, batch) < 0;
-        Py_XDECREF(batch);
-        if (failed) {
-            return NULL;
+    uuids_left = 0;
+}
+
+/* The 36 characters of the next UUID into text. */
+static int
+next_uuid(char *text)
+{
+    if (uuids_left == 0) {
+        size_t filled = 0;
+        while (filled < sizeof random_bits) {
+            ssize_t got = getrandom(random_bits + filled, sizeof random_bits - filled, 0);
+            if (got < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                PyErr_SetFromErrno(PyExc_OSError);
+                return -1;
+            }
+            filled += (size_t)got;
         }
+        uuids_left = UUIDS_AT_ONCE;
     }
-    Py_ssize_t last = PyList_GET_SIZE(uuids) - 1;
-    PyObject *uuid = PyList_GET_ITEM(uuids, last);
-    if (!PyUnicode_CheckExact(uuid) || !PyUnicode_IS_ASCII(uuid)) {
-        PyErr_SetString(PyExc_TypeError, "pre-drawn UUIDs must be ASCII str");
+    const unsigned char *bits = random_bits + 16 * --uuids_left;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0, at = 0; i < 16; i++) {
+        unsigned char byte = bits[i];
+        if (i == 6) {
+            byte = (byte & 0x0F) | 0x40; /* version 4 */
+        }
+        else if (i == 8) {
+            byte = (byte & 0x3F) | 0x80; /* variant 10 */
+        }
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            text[at++] = '-';
+        }
+        text[at++] = hex[byte >> 4];
+        text[at++] = hex[byte & 0x0F];
+    }
+    return 0;
+}
+
+/* "<seconds>,<uuid>" with a new random UUID. */
+static PyObject *
+make_request_id(long long seconds)
+{
+    char text[ASCII_CHARS + 36];
+    Py_ssize_t count = format_int(text, 0, seconds, ',');
+    if (next_uuid(text + count) < 0) {
         return NULL;
     }
-    char digits[ASCII_CHARS];
-    Py_ssize_t count = format_int(digits, 0, seconds, ','), length = PyUnicode_GET_LENGTH(uuid);
-    PyObject *text = PyUnicode_New(count + length, 127);
-    if (text == NULL) {
+    return PyUnicode_FromStringAndSize(text, count + 36);
+}
+
+static PyObject *
+new_request_id(PyObject *module, PyObject *seconds)
+{
+    long long value = PyLong_AsLongLong(seconds);
+    if (value == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    memcpy(PyUnicode_1BYTE_DATA(text), digits, (size_t)count);
-    memcpy(PyUnicode_1BYTE_DATA(text) + count, PyUnicode_1BYTE_DATA(uuid), (size_t)length);
-    if (PyList_SetSlice(uuids, last, last + 1, NULL) < 0) {
-        Py_DECREF(text);
-        return NULL;
-    }
-    return text;
+    return make_request_id(value);
 }
 
 static PyObject *
 assign_id(PyObject *module, PyObject *request)
 {
-    if (uuids == NULL) {
+    if (request_id_for == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "call setup_requests() first");
         return NULL;
     }
@@ -805,7 +845,7 @@ assign_id(PyObject *module, PyObject *request)
     }
     PyObject *request_id;
     if (incoming == Py_None) {
-        request_id = new_request_id(seconds);
+        request_id = make_request_id(seconds);
     }
     else {
         PyObject *when = PyLong_FromLongLong(seconds);
@@ -960,17 +1000,15 @@ start_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 setup_requests(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyList_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "setup_requests(header_key, uuids, uuid_batch, "
-                                         "request_id_for, emit_points, perf_counter)");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup_requests(header_key, request_id_for, emit_points, perf_counter)");
         return NULL;
     }
     Py_XSETREF(header_key, Py_NewRef(args[0]));
-    Py_XSETREF(uuids, Py_NewRef(args[1]));
-    Py_XSETREF(uuid_batch, Py_NewRef(args[2]));
-    Py_XSETREF(request_id_for, Py_NewRef(args[3]));
-    Py_XSETREF(python_emit_points, Py_NewRef(args[4]));
-    Py_XSETREF(perf_counter, Py_NewRef(args[5]));
+    Py_XSETREF(request_id_for, Py_NewRef(args[1]));
+    Py_XSETREF(python_emit_points, Py_NewRef(args[2]));
+    Py_XSETREF(perf_counter, Py_NewRef(args[3]));
     Py_RETURN_NONE;
 }
 
@@ -1051,8 +1089,11 @@ static PyMethodDef methods[] = {
     {"setup_timing", (PyCFunction)(void (*)(void))setup_timing, METH_FASTCALL,
      "setup_timing(checked_fields, numeric_fields): what Timing.set checks fields with."},
     {"setup_requests", (PyCFunction)(void (*)(void))setup_requests, METH_FASTCALL,
-     "setup_requests(header_key, uuids, uuid_batch, request_id_for, emit_points, "
-     "perf_counter): what assign_id and emit_points use and hand over to."},
+     "setup_requests(header_key, request_id_for, emit_points, perf_counter): what "
+     "assign_id and emit_points use and hand over to."},
+    {"new_request_id", (PyCFunction)new_request_id, METH_O,
+     "new_request_id(unix_seconds): '<seconds>,<random version-4 UUID>' "
+     "(request_id.new_request_id)."},
     {"start_hook", (PyCFunction)(void (*)(void))start_hook, METH_FASTCALL,
      "start_hook(base_init, hooks): an __init__ for a request class: base_init, then the "
      "start timestamps from hooks._now_ns and perf_counter."},
@@ -1095,6 +1136,10 @@ PyInit__speedups(void)
     }
     if (PyType_Ready(&UniqueClockType) < 0 || PyType_Ready(&TimingType) < 0 ||
         PyType_Ready(&StartHookType) < 0) {
+        return NULL;
+    }
+    if (pthread_atfork(NULL, NULL, forget_uuids) != 0) {
+        PyErr_SetString(PyExc_OSError, "pthread_atfork failed");
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);

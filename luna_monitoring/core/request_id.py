@@ -19,6 +19,8 @@ import os
 import re
 from binascii import hexlify
 
+from .speedups import speedups
+
 REQUEST_ID_HEADER = "LUNA-Request-Id"
 
 _ID = re.compile(r"[0-9]{1,10},[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
@@ -45,8 +47,10 @@ def is_request_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
 
 
-def new_request_id(unix_seconds: int) -> str:
-    """A new id for a request that started at ``unix_seconds``.
+def python_new_request_id(unix_seconds: int) -> str:
+    """A new id for a request that started at ``unix_seconds``: :data:`new_request_id` in
+    Python. The compiled one (``core/_speedups.c``) formats its UUIDs straight from one
+    ``getrandom()`` call per 256, and starts afresh in a forked child too.
 
     >>> new_request_id(1700000000)  # doctest: +SKIP
     '1700000000,5acbf75c-81f7-4b2a-99df-fcf2a2b2a99c'
@@ -57,6 +61,10 @@ def new_request_id(unix_seconds: int) -> str:
         _uuids.extend(_uuid4_batch())
         uuid = _uuids.pop()
     return f"{unix_seconds},{uuid}"
+
+
+new_request_id = python_new_request_id if speedups is None else speedups.new_request_id
+"""A new id for a request that started at ``unix_seconds`` (compiled when built)."""
 
 
 def request_id_for(incoming: str | None, unix_seconds: int) -> str:

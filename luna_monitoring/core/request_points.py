@@ -30,7 +30,6 @@ from typing import Any
 from multidict import istr
 from orjson import loads
 
-from . import request_id as request_ids
 from .caches import with_room
 from .point import Dropped, PointTuple
 from .request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
@@ -275,10 +274,7 @@ if speedups is None:
     emit_points = python_emit_points
     assign_id = python_assign_id
 else:  # the same in C (core/_speedups.c), for the common request
-    speedups.setup_requests(
-        _HEADER_KEY, request_ids._uuids, request_ids._uuid4_batch, request_id_for,
-        python_emit_points, perf_counter,
-    )  # fmt: skip
+    speedups.setup_requests(_HEADER_KEY, request_id_for, python_emit_points, perf_counter)
     emit_points = speedups.emit_points
     assign_id = speedups.assign_id
 
