@@ -1,8 +1,9 @@
 /* Compiled hot paths of luna_monitoring.core: the encoder's cached path, the worker clock, the
    collector's Timing and the request points.
 
-   Optional: ``point.py`` and ``clock.py`` use the pure-Python code when this module is not
-   built (no compiler at install time) or when LUNA_MONITORING_NO_EXTENSIONS is set.
+   Optional: the modules that use it (point, clock, collector, request_id, request_points,
+   the adapters' request hooks) run their pure-Python code when it is not built (no compiler
+   at install time) or when LUNA_MONITORING_NO_EXTENSIONS is set.
 
    encode_lines(encoder, points) does what the inline loop of
    ``LineEncoder._encode_lines_python`` does for a point whose tag set, field keys and
@@ -16,11 +17,8 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stddef.h>
-#include <sys/random.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -735,9 +733,9 @@ static PyTypeObject TimingType = {
 
 /* -- request points ---------------------------------------------------------------------- */
 
-/* request_points.assign_id and .emit_points, and the request classes' __init__, in C. What they do not take themselves (an
-   incoming LUNA-Request-Id to check, a route not cached yet, an error status, tags or
-   fields added by the handler) they hand to the Python functions. */
+/* request_points.assign_id and .emit_points, and the request classes' __init__, in C. What
+   they do not take themselves (an incoming LUNA-Request-Id to check, a route not cached yet,
+   an error status, tags or fields added by the handler) they hand to the Python functions. */
 static PyObject *header_key;     /* istr("LUNA-Request-Id") */
 static PyObject *request_id_for; /* request_id.request_id_for */
 static PyObject *python_emit_points;
@@ -745,16 +743,18 @@ static PyObject *perf_counter;
 static PyObject *s_start_ns, *s_start, *s_id, *s_more, *s_headers, *s_get, *s_entries, *s_emit,
     *s_requests, *s_request_id, *s_now_ns;
 
-/* Random version-4 UUIDs: 256 at a time from one getrandom() call, none reused after a
-   fork (the child starts with none left). */
+/* Random version-4 UUIDs: 256 at a time from one os.urandom() call; request_id.py has a
+   forked child forget those left (forget_uuids), as it does for its own. */
 #define UUIDS_AT_ONCE 256
+static PyObject *urandom; /* os.urandom */
 static unsigned char random_bits[16 * UUIDS_AT_ONCE];
 static int uuids_left;
 
-static void
-forget_uuids(void)
+static PyObject *
+forget_uuids(PyObject *module, PyObject *unused)
 {
     uuids_left = 0;
+    Py_RETURN_NONE;
 }
 
 /* The 36 characters of the next UUID into text. */
@@ -762,18 +762,17 @@ static int
 next_uuid(char *text)
 {
     if (uuids_left == 0) {
-        size_t filled = 0;
-        while (filled < sizeof random_bits) {
-            ssize_t got = getrandom(random_bits + filled, sizeof random_bits - filled, 0);
-            if (got < 0) {
-                if (errno == EINTR) {
-                    continue;
-                }
-                PyErr_SetFromErrno(PyExc_OSError);
-                return -1;
-            }
-            filled += (size_t)got;
+        PyObject *bits = PyObject_CallFunction(urandom, "n", (Py_ssize_t)sizeof random_bits);
+        if (bits == NULL) {
+            return -1;
         }
+        if (!PyBytes_CheckExact(bits) || PyBytes_GET_SIZE(bits) != sizeof random_bits) {
+            Py_DECREF(bits);
+            PyErr_SetString(PyExc_OSError, "os.urandom gave fewer bytes than asked");
+            return -1;
+        }
+        memcpy(random_bits, PyBytes_AS_STRING(bits), sizeof random_bits);
+        Py_DECREF(bits);
         uuids_left = UUIDS_AT_ONCE;
     }
     const unsigned char *bits = random_bits + 16 * --uuids_left;
@@ -1091,6 +1090,8 @@ static PyMethodDef methods[] = {
     {"setup_requests", (PyCFunction)(void (*)(void))setup_requests, METH_FASTCALL,
      "setup_requests(header_key, request_id_for, emit_points, perf_counter): what "
      "assign_id and emit_points use and hand over to."},
+    {"forget_uuids", (PyCFunction)forget_uuids, METH_NOARGS,
+     "forget_uuids(): draw new random bits for the next UUID (a forked child)."},
     {"new_request_id", (PyCFunction)new_request_id, METH_O,
      "new_request_id(unix_seconds): '<seconds>,<random version-4 UUID>' "
      "(request_id.new_request_id)."},
@@ -1138,8 +1139,13 @@ PyInit__speedups(void)
         PyType_Ready(&StartHookType) < 0) {
         return NULL;
     }
-    if (pthread_atfork(NULL, NULL, forget_uuids) != 0) {
-        PyErr_SetString(PyExc_OSError, "pthread_atfork failed");
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(urandom, PyObject_GetAttrString(os, "urandom"));
+    Py_DECREF(os);
+    if (urandom == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);

@@ -36,6 +36,8 @@ _VERSION = slice(14, None, 37), b"4" * _BATCH
 _VARIANT = slice(19, None, 37), bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
 _uuids: list[str] = []
 os.register_at_fork(after_in_child=_uuids.clear)
+if speedups is not None:  # the compiled ids' UUIDs, likewise
+    os.register_at_fork(after_in_child=speedups.forget_uuids)
 
 
 def is_request_id(value: str) -> bool:
@@ -50,7 +52,7 @@ def is_request_id(value: str) -> bool:
 def python_new_request_id(unix_seconds: int) -> str:
     """A new id for a request that started at ``unix_seconds``: :data:`new_request_id` in
     Python. The compiled one (``core/_speedups.c``) formats its UUIDs straight from one
-    ``getrandom()`` call per 256, and starts afresh in a forked child too.
+    ``os.urandom()`` call per 256, and starts afresh in a forked child too.
 
     >>> new_request_id(1700000000)  # doctest: +SKIP
     '1700000000,5acbf75c-81f7-4b2a-99df-fcf2a2b2a99c'
