@@ -41,7 +41,6 @@ from ..core.request_points import (
     error_code_of,
     unmatched_route,
 )
-from ..core.speedups import speedups
 
 _HEADER = istr(REQUEST_ID_HEADER)
 _LUNA_ATTRS = frozenset(("_luna_id", "_luna_more", "_luna_start", "_luna_start_ns"))
@@ -80,8 +79,7 @@ class RequestHooks(RequestPoints):
                 on_response(self, response)
                 return base_prepare_hook(self, response)
 
-        if speedups is not None:  # the same __init__ in C (core/_speedups.c)
-            MonitoredRequest.__init__ = speedups.start_hook(base_init, hooks)
+        self.compile_init(MonitoredRequest, base_init)
         MonitoredRequest.__name__ = MonitoredRequest.__qualname__ = f"Monitored{base.__name__}"
         return MonitoredRequest
 

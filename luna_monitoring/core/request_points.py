@@ -88,6 +88,12 @@ class RequestPoints:
         """The ``error_code`` tag of a failed response (see :func:`error_code_of`)."""
         raise NotImplementedError
 
+    def compile_init(self, request_class: type, base_init: Callable[..., None]) -> None:
+        """Give an adapter's request class the compiled ``__init__`` when it is built:
+        ``base_init``, then the start timestamps, as its Python ``__init__`` does."""
+        if speedups is not None:
+            request_class.__init__ = speedups.start_hook(base_init, self)
+
     def _entry(self, request: Any, status: int, key: Hashable) -> tuple:
         """Route tags and name of a (method, route, status) not seen before; cached."""
         name, cacheable = self.route_name(request, status)

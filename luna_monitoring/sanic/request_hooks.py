@@ -51,7 +51,6 @@ from ..core.request_points import (
     error_code_of,
     unmatched_route,
 )
-from ..core.speedups import speedups
 from .header_text import HeaderName, HeaderText
 
 __all__ = ["RequestHooks", "add_request_fields", "add_request_tags", "error_code"]
@@ -127,8 +126,7 @@ class RequestHooks(RequestPoints):
                 on_response(self, response)
                 return base_respond(self, response)
 
-        if speedups is not None:  # the same __init__ in C (core/_speedups.c)
-            MonitoredRequest.__init__ = speedups.start_hook(base_init, hooks)
+        self.compile_init(MonitoredRequest, base_init)
         MonitoredRequest.__name__ = MonitoredRequest.__qualname__ = f"Monitored{base.__name__}"
         return MonitoredRequest
 
