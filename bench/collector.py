@@ -31,6 +31,7 @@ from typing import NamedTuple
 from sanic import Request, Sanic
 from sanic.compat import Header
 
+import luna_monitoring.sanic.request_hooks  # noqa: F401  (the decorator finds a Request's monitoring)
 from luna_monitoring.core.clock import UniqueClock
 from luna_monitoring.core.collector import (
     EstimationCollector,
@@ -145,7 +146,7 @@ class _Monitoring(NamedTuple):
 
     clock: UniqueClock
     settings: Settings
-    emit: Callable[[object], None]
+    emit_all: Callable[[list], None]
 
 
 _APP = Sanic("bench_collector", configure_logging=False)
@@ -157,7 +158,7 @@ def _handler_calls(handler: Callable[[Request], None]) -> Callable[[], int]:
 
     def run() -> int:
         buffer: deque = deque()
-        _APP.ctx.monitoring = _Monitoring(UniqueClock(), Settings(), buffer.append)
+        _APP.ctx.monitoring = _Monitoring(UniqueClock(), Settings(), buffer.extend)
         request = Request(b"/sdk", Header(), "1.1", "POST", None, _APP)
         start = thread_time_ns()
         for _ in range(CALLS):

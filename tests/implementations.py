@@ -12,10 +12,11 @@ from luna_monitoring.core.speedups import speedups
 KINDS = ("compiled", "python")
 
 
-def swapped(kind: str, module: ModuleType, name: str, python: object) -> Iterator[str]:
-    """For a module-scoped fixture: ``module.name`` as built (``compiled``) or set to
-    ``python`` for the module's tests, restored afterwards; the compiled run is skipped where
-    the extension is not built (``test_speedups.py`` fails that under CI)."""
+def swapped(kind: str, module: ModuleType | type, name: str, python: object) -> Iterator[str]:
+    """For a module-scoped fixture: ``module.name`` (of a module or a class) as built
+    (``compiled``) or set to ``python`` for the module's tests, restored afterwards; the
+    compiled run is skipped where the extension is not built (``test_speedups.py`` fails that
+    under CI)."""
     if kind == "compiled" and speedups is None:
         pytest.skip("the compiled hot paths are not built")
     built = getattr(module, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter
@@ -26,8 +27,18 @@ from luna_monitoring.core.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATO
 
 @pytest.fixture(scope="module", params=KINDS, autouse=True)
 def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test twice: with the compiled ``Timing`` (``core/_speedups.c``) and in Python."""
-    yield from swapped(request.param, collector_module, "_timing", collector_module._python_timing)
+    """Every test twice: with the compiled ``Timing`` and collector methods
+    (``core/_speedups.c``) and in Python."""
+    python = [(collector_module, "_timing", collector_module._python_timing)]
+    for name in collector_module._COMPILED_METHODS:
+        method = getattr(EstimationCollector, name)
+        python.append((EstimationCollector, name, getattr(method, "__wrapped__", method)))
+    with contextlib.ExitStack() as stack:
+        for owner, name, python_one in python:
+            stack.enter_context(
+                contextlib.contextmanager(swapped)(request.param, owner, name, python_one)
+            )
+        yield request.param
 
 
 SERVICE = "sdk-under-test"

@@ -272,6 +272,101 @@ def test_compiled_emit_points_is_the_python_one():
     assert {p[3]["execution_time"] for p in compiled_points if p[0] == "requests"} == {float}
 
 
+class Route:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class Response:
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.headers: dict = {}
+
+    def __str__(self) -> str:  # FakeHooks' error code
+        return f"E{self.status}"
+
+
+class RoutedRequest(FakeRequest):
+    """A request whose hook is ``answer``: the Python one below, or compiled from it."""
+
+    __slots__ = ("route",)
+    hooks: FakeHooks
+
+    def answer(self, response: Response | None, *rest: object, **options: object) -> tuple:
+        if response is None or rest or options or response.status == 101:
+            return ("python", rest, options)
+        request_id = self._luna_id or request_points.python_assign_id(self)
+        response.headers["id"] = f"<{request_id}>"
+        route = self.route
+        key = (self.method, route.path if route is not None else False, response.status)
+        request_points.python_emit_points(
+            self.hooks, self, request_id, response.status, key, response
+        )
+        return base_answer(self, response)
+
+
+def base_answer(request: RoutedRequest, response: Response) -> tuple:
+    return ("base", response.status)
+
+
+def answered(compile_it: bool, calls: list[tuple]) -> list:
+    """What ``answer`` returns and emits, and the headers it sets, for each (method, route
+    path, status, incoming headers, extra arguments)."""
+    settings = Settings.from_config({"version": 1, "database": "db", "service": "svc"})
+    out: list = []
+
+    class Request(RoutedRequest):
+        __slots__ = ()
+        hooks = FakeHooks(settings)
+
+    Request.hooks.bind(iter(range(1_700_000_000_000_000_000, 2**62, 1000)).__next__, out.append)
+    if compile_it:
+        Request.hooks.compile_hooks(
+            Request, FakeRequest.__init__, "answer", base_answer,
+            header_name="id", header_type="<{}>".format, route_attrs=("route", "path"),
+        )  # fmt: skip
+    results = []
+    for method, path, status, headers, rest in calls:
+        request = Request(0, headers, method)
+        if not compile_it:  # the compiled __init__ takes it from the hooks' clock
+            request._luna_start_ns = Request.hooks._now_ns()
+        request.route = None if path is None else Route(path)
+        response = Response(status)
+        results.append((request.answer(response, *rest), response.headers))
+    points = [(s, t, dict(tags), sorted(fields)) for s, t, tags, fields in out]
+    return [results, points, set(Request.hooks._entries)]
+
+
+@compiled
+def test_compiled_response_hook_is_the_python_one():
+    """Header, points and the base hook's result as the Python hook gives them, for routed and
+    unrouted requests, errors and an incoming id; a websocket's 101 and a call with more than
+    the response go to the Python hook."""
+    calls = [
+        ("GET", "/a", 200, {}, ()),
+        ("GET", "/a", 200, {"LUNA-Request-Id": REQUEST_ID}, ()),
+        ("GET", None, 404, {}, ()),
+        ("POST", "/a", 500, {}, ()),
+        ("GET", "/a", 101, {}, ()),
+        ("GET", "/a", 200, {}, ("more",)),
+    ]
+    compiled_result, python_result = answered(True, calls), answered(False, calls)
+    # new ids differ in their random part
+    ids = [h.get("id", "")[:12] for _, h in python_result[0]]
+    assert [h.get("id", "")[:12] for _, h in compiled_result[0]] == ids
+    assert [r for r, _ in compiled_result[0]] == [r for r, _ in python_result[0]] == [
+        ("base", 200), ("base", 200), ("base", 404), ("base", 500),
+        ("python", (), {}), ("python", ("more",), {}),
+    ]  # fmt: skip
+    assert compiled_result[0][1][1] == {"id": f"<{REQUEST_ID}>"}
+    assert compiled_result[1:] == python_result[1:]
+    assert compiled_result[2] == {("GET", "/a", 200), ("GET", False, 404), ("POST", "/a", 500)}
+    assert [(p[0], p[2]["status_code"], p[2].get("error_code")) for p in compiled_result[1]] == [
+        ("requests", "200", None), ("requests", "200", None), ("requests", "404", None),
+        ("errors", "404", "E404"), ("requests", "500", None), ("errors", "500", "E500"),
+    ]  # fmt: skip
+
+
 FIELD_NAMES = ("detection_count", "image_width", "execution_time", "face_detection_height", "x")
 ANY_VALUE = st.one_of(
     st.integers(-(2**64), 2**64),
@@ -322,3 +417,79 @@ def test_compiled_join_writes_the_python_body(lines):
         point_module._speedups = saved
     assert point_module.join_lines(lines) == python
     assert point_module.join_lines(iter(lines)) == python
+
+
+ANY_ARGUMENT = st.one_of(
+    st.integers(-3, 2**64), st.booleans(), st.floats(), st.text(max_size=4), st.none(),
+    st.sampled_from(["JPEG", "face_detection", "face_detector", "deepfake", 59, "x"]),
+)  # fmt: skip
+COLLECTOR_CALLS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("estimation"),
+            st.tuples(st.one_of(st.sampled_from(["face_detection", "mask"]), ANY_ARGUMENT)),
+            st.dictionaries(
+                st.sampled_from(["batch_size", "descriptor_version", "mode", "x"]),
+                st.one_of(st.integers(0, 3), ANY_ARGUMENT),
+                max_size=3,
+            ),
+        ),
+        st.tuples(
+            st.just("image_load"),
+            st.just(()),
+            st.dictionaries(
+                st.sampled_from(["format", "exif", "autorotated", "x"]),
+                st.one_of(st.booleans(), st.just("JPEG"), ANY_ARGUMENT),
+                max_size=4,
+            ),
+        ),
+        st.tuples(
+            st.just("add_usage"),
+            st.lists(
+                st.one_of(st.sampled_from(["face_detector", "liveness_estimator"]), ANY_ARGUMENT),
+                max_size=3,
+            ).map(tuple),
+            st.dictionaries(st.just("count"), st.one_of(st.integers(0, 3), ANY_ARGUMENT)),
+        ),
+    ),
+    max_size=8,
+)
+
+
+def collected(methods: dict, service: str, calls: list[tuple]) -> list:
+    """What each call (method name, positional arguments, keywords) raises, and the points
+    recorded (execution times replaced by their type); the clock counts."""
+    cls = collector_module.EstimationCollector
+    collector = cls.__new__(cls)
+    methods["__init__"](collector, iter(range(10**6)).__next__, service)
+    errors: list = []
+    for name, arguments, keywords in calls:
+        try:
+            result = methods[name](collector, *arguments, **keywords)
+            if result is not None:
+                with result:
+                    pass
+            errors.append(None)
+        except (TypeError, ValueError) as exc:
+            errors.append(str(exc))
+    points = [
+        (s, t, dict(tags), {k: type(v) if k == "execution_time" else v for k, v in f.items()})
+        for s, t, tags, f in methods["points"](collector, 1.0)
+    ]
+    return [errors, points]
+
+
+@compiled
+@settings(max_examples=1000, deadline=None)
+@given(calls=COLLECTOR_CALLS, service=st.sampled_from(["svc", "other", 'é\n"x']))
+def test_compiled_collector_methods_record_what_python_records(calls, service):
+    """Any arguments: the compiled collector methods record, count and refuse as the Python
+    methods do, whether the service's tag sets are made yet or not."""
+    cls = collector_module.EstimationCollector
+    compiled_methods = {name: getattr(cls, name) for name in collector_module._COMPILED_METHODS}
+    python_methods = {name: method.__wrapped__ for name, method in compiled_methods.items()}
+    collector_module._TAG_SETS.pop(service, None)
+    python = collected(python_methods, service, calls)
+    collector_module._TAG_SETS.pop(service, None)
+    assert collected(compiled_methods, service, calls) == python
+    assert collected(compiled_methods, service, calls) == python  # tag sets made: in C

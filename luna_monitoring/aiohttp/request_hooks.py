@@ -79,7 +79,15 @@ class RequestHooks(RequestPoints):
                 on_response(self, response)
                 return base_prepare_hook(self, response)
 
-        self.compile_init(MonitoredRequest, base_init)
+        self.compile_hooks(
+            MonitoredRequest,
+            base_init,
+            "_prepare_hook",
+            base_prepare_hook,
+            header_name=_HEADER,
+            header_type=None,
+            route_attrs=("_match_info", "route", "resource"),
+        )
         MonitoredRequest.__name__ = MonitoredRequest.__qualname__ = f"Monitored{base.__name__}"
         return MonitoredRequest
 

@@ -17,6 +17,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <limits.h>
 #include <stddef.h>
 #include <math.h>
@@ -557,22 +558,28 @@ timing_dealloc(Timing *self)
 static PyTypeObject TimingType;
 
 static PyObject *
+make_timing(PyObject *sink, PyObject *clock, PyObject *series, PyObject *tags)
+{
+    Timing *self = PyObject_New(Timing, &TimingType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->sink = Py_NewRef(sink);
+    self->clock = Py_NewRef(clock);
+    self->series = Py_NewRef(series);
+    self->tags = Py_NewRef(tags);
+    self->fields = self->time_ns = NULL;
+    return (PyObject *)self;
+}
+
+static PyObject *
 new_timing(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 4 || !PyList_CheckExact(args[0])) {
         PyErr_SetString(PyExc_TypeError, "timing(sink: list, clock, series, tags)");
         return NULL;
     }
-    Timing *self = PyObject_New(Timing, &TimingType);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->sink = Py_NewRef(args[0]);
-    self->clock = Py_NewRef(args[1]);
-    self->series = Py_NewRef(args[2]);
-    self->tags = Py_NewRef(args[3]);
-    self->fields = self->time_ns = NULL;
-    return (PyObject *)self;
+    return make_timing(args[0], args[1], args[2], args[3]);
 }
 
 static PyObject *
@@ -731,6 +738,330 @@ static PyTypeObject TimingType = {
     .tp_methods = timing_methods,
 };
 
+/* Callable objects used as methods bind as functions do: the instance first (and with
+   Py_TPFLAGS_METHOD_DESCRIPTOR, ``obj.method(...)`` binds nothing at all). */
+static PyObject *
+method_get(PyObject *self, PyObject *instance, PyObject *owner)
+{
+    return instance == NULL ? Py_NewRef(self) : PyMethod_New(self, instance);
+}
+
+/* -- collector -------------------------------------------------------------------------- */
+
+/* EstimationCollector's estimation, image_load and add_usage for the common call: they read
+   and write the slots of an exact EstimationCollector at the offsets its member descriptors
+   give. Any other call (a subclass, tags, a cache miss, a value to check) goes to the Python
+   method, which raises what it raises. */
+#define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
+
+static PyTypeObject *collector_type; /* collector.EstimationCollector */
+static Py_ssize_t off_clock, off_estimations, off_images, off_service, off_start_ns, off_tag_sets,
+    off_usages;
+static PyObject *tag_sets_by_service; /* collector._TAG_SETS: {service: tag sets} */
+static PyObject *plain_estimators; /* frozenset of the series without tags but batch_size */
+static PyObject *usage_fields;     /* {estimator: "<estimator>_usages"} */
+static PyObject *no_usages;        /* CountFields with every count 0 */
+static PyObject *s_batch_size, *s_format, *s_exif, *s_autorotated, *s_image_load, *s_sdkloop_task,
+    *s_usages_statistic;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *python; /* the Python method: every call the compiled one does not take */
+    vectorcallfunc vectorcall;
+} Method;
+
+
+static PyObject *
+collector_estimation(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    /* (self, series, batch_size=int), series a plain estimator whose tags are cached */
+    if (PyVectorcall_NARGS(nargsf) == 2 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 &&
+        PyTuple_GET_ITEM(kwnames, 0) == s_batch_size && Py_IS_TYPE(args[0], collector_type) &&
+        PyLong_CheckExact(args[2])) {
+        int plain = PySet_Contains(plain_estimators, args[1]);
+        if (plain < 0) {
+            PyErr_Clear();
+        }
+        PyObject *tags = plain > 0 ? lookup(SLOT(args[0], off_tag_sets), args[2]) : NULL;
+        if (tags != NULL) {
+            return make_timing(SLOT(args[0], off_estimations), SLOT(args[0], off_clock), args[1],
+                               tags);
+        }
+    }
+    return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+collector_image_load(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    /* (self, format=str, exif=bool, autorotated=bool), in that order, tags cached */
+    if (PyVectorcall_NARGS(nargsf) == 1 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 3 &&
+        PyTuple_GET_ITEM(kwnames, 0) == s_format && PyTuple_GET_ITEM(kwnames, 1) == s_exif &&
+        PyTuple_GET_ITEM(kwnames, 2) == s_autorotated && Py_IS_TYPE(args[0], collector_type) &&
+        PyUnicode_CheckExact(args[1]) && PyBool_Check(args[2]) && PyBool_Check(args[3])) {
+        PyObject *key = PyTuple_Pack(4, s_image_load, args[1], args[2], args[3]);
+        if (key == NULL) {
+            return NULL;
+        }
+        PyObject *tags = lookup(SLOT(args[0], off_tag_sets), key);
+        Py_DECREF(key);
+        if (tags != NULL) {
+            return make_timing(SLOT(args[0], off_images), SLOT(args[0], off_clock), s_image_load,
+                               tags);
+        }
+    }
+    return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+collector_add_usage(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    /* (self, estimator[, count]), a known estimator, count an int >= 0 within int64 */
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if ((nargs == 2 || nargs == 3) && kwnames == NULL && Py_IS_TYPE(args[0], collector_type) &&
+        (nargs == 2 || PyLong_CheckExact(args[2]))) {
+        PyObject *field = lookup(usage_fields, args[1]);
+        int overflow = 0;
+        long long count = nargs == 2 ? 1 : PyLong_AsLongLongAndOverflow(args[2], &overflow);
+        PyObject *usages = SLOT(args[0], off_usages);
+        if (field != NULL && !overflow && count >= 0 &&
+            (usages == Py_None || Py_IS_TYPE(usages, (PyTypeObject *)count_fields_type))) {
+            if (usages == Py_None) {
+                if ((usages = PyObject_CallOneArg(count_fields_type, no_usages)) == NULL) {
+                    return NULL;
+                }
+                Py_SETREF(SLOT(args[0], off_usages), usages);
+            }
+            PyObject *before = PyDict_GetItemWithError(usages, field);
+            if (before == NULL) {
+                return PyErr_Occurred() ? NULL : PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+            }
+            PyObject *added = nargs == 2 ? PyLong_FromLong(1) : Py_NewRef(args[2]);
+            PyObject *after = added ? PyNumber_Add(before, added) : NULL;
+            Py_XDECREF(added);
+            if (after == NULL || PyDict_SetItem(usages, field, after) < 0) {
+                Py_XDECREF(after);
+                return NULL;
+            }
+            Py_DECREF(after);
+            Py_RETURN_NONE;
+        }
+    }
+    return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+collector_init(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    /* (self, clock, service), the service's tag sets made */
+    PyObject *tag_sets = NULL;
+    if (PyVectorcall_NARGS(nargsf) == 3 && kwnames == NULL && Py_IS_TYPE(args[0], collector_type)) {
+        tag_sets = lookup(tag_sets_by_service, args[2]);
+    }
+    if (tag_sets == NULL) {
+        return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+    }
+    PyObject *self = args[0];
+    PyObject *start_ns = PyObject_CallNoArgs(args[1]);
+    PyObject *images = start_ns ? PyList_New(0) : NULL;
+    PyObject *estimations = images ? PyList_New(0) : NULL;
+    if (estimations == NULL) {
+        Py_XDECREF(start_ns);
+        Py_XDECREF(images);
+        return NULL;
+    }
+    Py_XSETREF(SLOT(self, off_clock), Py_NewRef(args[1]));
+    Py_XSETREF(SLOT(self, off_service), Py_NewRef(args[2]));
+    Py_XSETREF(SLOT(self, off_tag_sets), Py_NewRef(tag_sets));
+    Py_XSETREF(SLOT(self, off_start_ns), start_ns);
+    Py_XSETREF(SLOT(self, off_images), images);
+    Py_XSETREF(SLOT(self, off_estimations), estimations);
+    Py_XSETREF(SLOT(self, off_usages), Py_NewRef(Py_None));
+    Py_RETURN_NONE;
+}
+
+/* A point tuple, untracked as Timing's are. */
+static PyObject *
+point_tuple(PyObject *series, PyObject *time_ns, PyObject *tags, PyObject *fields)
+{
+    PyObject *point = PyTuple_Pack(4, series, time_ns, tags, fields);
+    if (point != NULL) {
+        PyObject_GC_UnTrack(point);
+    }
+    return point;
+}
+
+static PyObject *
+collector_points(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    /* (self, execution_time), the tags of sdkloop_task and usages_statistic cached */
+    PyObject *self = args[0], *images, *estimations, *usages, *tag_sets;
+    PyObject *task_tags = NULL, *usage_tags = NULL, *key = NULL;
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL || !Py_IS_TYPE(self, collector_type) ||
+        !PyList_CheckExact(images = SLOT(self, off_images)) ||
+        !PyList_CheckExact(estimations = SLOT(self, off_estimations)) ||
+        !PyDict_CheckExact(tag_sets = SLOT(self, off_tag_sets))) {
+        return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+    }
+    usages = SLOT(self, off_usages);
+    Py_ssize_t image_count = PyList_GET_SIZE(images), estimation_count = PyList_GET_SIZE(estimations);
+    if (image_count == 0 && estimation_count == 0 && usages == Py_None) {
+        return PyList_New(0);
+    }
+    PyObject *count = PyLong_FromSsize_t(image_count);
+    key = count ? PyTuple_Pack(2, s_sdkloop_task, count) : NULL;
+    Py_XDECREF(count);
+    if (key == NULL) {
+        return NULL;
+    }
+    task_tags = lookup(tag_sets, key);
+    usage_tags = lookup(tag_sets, s_usages_statistic);
+    Py_DECREF(key);
+    if (task_tags == NULL || usage_tags == NULL) {
+        return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+    }
+    PyObject *start_ns = SLOT(self, off_start_ns), *fields = NULL, *task = NULL, *usage = NULL;
+    PyObject *points = NULL;
+    usages = usages == Py_None ? PyObject_CallOneArg(count_fields_type, no_usages) : Py_NewRef(usages);
+    if (usages == NULL || (fields = PyDict_New()) == NULL ||
+        PyDict_SetItem(fields, execution_time, args[1]) < 0 ||
+        (task = point_tuple(s_sdkloop_task, start_ns, task_tags, fields)) == NULL ||
+        (usage = point_tuple(s_usages_statistic, start_ns, usage_tags, usages)) == NULL ||
+        (points = PyList_New(2 + image_count + estimation_count)) == NULL) {
+        goto done;
+    }
+    Py_ssize_t at = 0;
+    PyList_SET_ITEM(points, at++, Py_NewRef(task));
+    for (Py_ssize_t i = 0; i < image_count; i++) {
+        PyList_SET_ITEM(points, at++, Py_NewRef(PyList_GET_ITEM(images, i)));
+    }
+    for (Py_ssize_t i = 0; i < estimation_count; i++) {
+        PyList_SET_ITEM(points, at++, Py_NewRef(PyList_GET_ITEM(estimations, i)));
+    }
+    PyList_SET_ITEM(points, at, Py_NewRef(usage));
+done:
+    Py_XDECREF(usages);
+    Py_XDECREF(fields);
+    Py_XDECREF(task);
+    Py_XDECREF(usage);
+    return points;
+}
+
+static PyObject *
+method_python_attribute(Method *self, void *name)
+{
+    return PyObject_GetAttrString(self->python, (const char *)name);
+}
+
+static PyObject *
+method_wrapped(Method *self, void *unused)
+{
+    return Py_NewRef(self->python);
+}
+
+static PyGetSetDef method_getset[] = {
+    {"__doc__", (getter)method_python_attribute, NULL, NULL, "__doc__"},
+    {"__name__", (getter)method_python_attribute, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)method_python_attribute, NULL, NULL, "__qualname__"},
+    {"__wrapped__", (getter)method_wrapped, NULL, NULL, NULL},
+    {NULL},
+};
+
+static void
+method_dealloc(Method *self)
+{
+    Py_XDECREF(self->python);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject MethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "luna_monitoring.core._speedups.Method",
+    .tp_doc = PyDoc_STR("A collector method compiled for its common call (__wrapped__: the "
+                        "Python method, which takes every other call)."),
+    .tp_basicsize = sizeof(Method),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_vectorcall_offset = offsetof(Method, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = method_get,
+    .tp_getset = method_getset,
+    .tp_dealloc = (destructor)method_dealloc,
+};
+
+/* The offset of the slot ``name`` of ``type`` (a Python class with __slots__), or -1. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyDict_GetItemString(type->tp_dict, name);
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+        ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+        PyErr_Format(PyExc_TypeError, "%s has no slot %s", type->tp_name, name);
+        return -1;
+    }
+    return ((PyMemberDescrObject *)descr)->d_member->offset;
+}
+
+static PyObject *
+setup_collector(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyType_Check(args[0]) || !PyFrozenSet_CheckExact(args[1]) ||
+        !PyDict_CheckExact(args[2]) || !PyDict_CheckExact(args[4]) || count_fields_type == NULL ||
+        !Py_IS_TYPE(args[3], (PyTypeObject *)count_fields_type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup_collector(EstimationCollector, plain_estimators: frozenset, "
+                        "usage_fields: dict, no_usages: CountFields, tag_sets: dict), after "
+                        "setup");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    if ((off_clock = slot_offset(type, "_clock")) < 0 ||
+        (off_estimations = slot_offset(type, "_estimations")) < 0 ||
+        (off_images = slot_offset(type, "_images")) < 0 ||
+        (off_service = slot_offset(type, "_service")) < 0 ||
+        (off_start_ns = slot_offset(type, "_start_ns")) < 0 ||
+        (off_tag_sets = slot_offset(type, "_tag_sets")) < 0 ||
+        (off_usages = slot_offset(type, "_usages")) < 0) {
+        return NULL;
+    }
+    Py_XSETREF(collector_type, (PyTypeObject *)Py_NewRef(type));
+    Py_XSETREF(plain_estimators, Py_NewRef(args[1]));
+    Py_XSETREF(usage_fields, Py_NewRef(args[2]));
+    Py_XSETREF(no_usages, Py_NewRef(args[3]));
+    Py_XSETREF(tag_sets_by_service, Py_NewRef(args[4]));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+collector_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const struct {
+        const char *name;
+        vectorcallfunc call;
+    } compiled[] = {
+        {"estimation", (vectorcallfunc)collector_estimation},
+        {"image_load", (vectorcallfunc)collector_image_load},
+        {"add_usage", (vectorcallfunc)collector_add_usage},
+        {"__init__", (vectorcallfunc)collector_init},
+        {"points", (vectorcallfunc)collector_points},
+    };
+    const char *name = nargs == 2 && PyUnicode_Check(args[0]) ? PyUnicode_AsUTF8(args[0]) : NULL;
+    for (size_t i = 0; name != NULL && collector_type != NULL && i < Py_ARRAY_LENGTH(compiled); i++) {
+        if (strcmp(name, compiled[i].name) == 0) {
+            Method *method = PyObject_New(Method, &MethodType);
+            if (method == NULL) {
+                return NULL;
+            }
+            method->python = Py_NewRef(args[1]);
+            method->vectorcall = compiled[i].call;
+            return (PyObject *)method;
+        }
+    }
+    PyErr_SetString(PyExc_TypeError,
+                    "collector_method(name, python_method): __init__, estimation, image_load, "
+                    "add_usage or points, after setup_collector");
+    return NULL;
+}
+
 /* -- request points ---------------------------------------------------------------------- */
 
 /* request_points.assign_id and .emit_points, and the request classes' __init__, in C. What
@@ -741,7 +1072,7 @@ static PyObject *request_id_for; /* request_id.request_id_for */
 static PyObject *python_emit_points;
 static PyObject *perf_counter;
 static PyObject *s_start_ns, *s_start, *s_id, *s_more, *s_headers, *s_get, *s_entries, *s_emit,
-    *s_requests, *s_request_id, *s_now_ns;
+    *s_requests, *s_request_id, *s_now_ns, *s_status, *s_method;
 
 /* Random version-4 UUIDs: 256 at a time from one os.urandom() call; request_id.py has a
    forked child forget those left (forget_uuids), as it does for its own. */
@@ -971,9 +1302,10 @@ static PyTypeObject StartHookType = {
     .tp_name = "luna_monitoring.core._speedups.StartHook",
     .tp_doc = PyDoc_STR("base_init(request, ...), then the request's start timestamps."),
     .tp_basicsize = sizeof(StartHook),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_vectorcall_offset = offsetof(StartHook, vectorcall),
     .tp_call = PyVectorcall_Call,
+    .tp_descr_get = method_get,
     .tp_dealloc = (destructor)start_hook_dealloc,
 };
 
@@ -991,9 +1323,132 @@ start_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     hook->base_init = Py_NewRef(args[0]);
     hook->hooks = Py_NewRef(args[1]);
     hook->vectorcall = (vectorcallfunc)start_hook_call;
-    PyObject *method = PyInstanceMethod_New((PyObject *)hook); /* binds the request */
-    Py_DECREF(hook);
-    return method;
+    return (PyObject *)hook;
+}
+
+/* The response of a monitored request: the LUNA-Request-Id header, the points, then the base
+   class's hook (the adapters' ``respond``/``_prepare_hook`` in C). A call with other
+   arguments than the response, no response, or a websocket's (101) goes to the Python hook. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *python_hook, *base_hook, *hooks, *header_name, *header_type, *route_attrs;
+    vectorcallfunc vectorcall;
+} ResponseHook;
+
+/* The route part of a request's cache key: the last of route_attrs read in a chain from the
+   request, or False when one before it is None. New reference. */
+static PyObject *
+route_part(PyObject *request, PyObject *route_attrs)
+{
+    PyObject *value = Py_NewRef(request);
+    Py_ssize_t count = PyTuple_GET_SIZE(route_attrs);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i > 0 && value == Py_None) {
+            Py_DECREF(value);
+            return Py_NewRef(Py_False);
+        }
+        Py_SETREF(value, PyObject_GetAttr(value, PyTuple_GET_ITEM(route_attrs, i)));
+        if (value == NULL) {
+            return NULL;
+        }
+    }
+    return value;
+}
+
+static PyObject *
+response_hook_call(ResponseHook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL || args[1] == Py_None) {
+        return PyObject_Vectorcall(self->python_hook, args, nargsf, kwnames);
+    }
+    PyObject *request = args[0], *response = args[1];
+    PyObject *status = PyObject_GetAttr(response, s_status);
+    if (status == NULL) {
+        return NULL;
+    }
+    if (PyLong_CheckExact(status) && PyLong_AsLong(status) == 101) {
+        Py_DECREF(status);
+        return PyObject_Vectorcall(self->python_hook, args, nargsf, kwnames);
+    }
+    PyObject *result = NULL, *request_id, *value = NULL, *headers = NULL, *method = NULL;
+    PyObject *part = NULL, *key = NULL, *emitted = NULL;
+    if ((request_id = PyObject_GetAttr(request, s_id)) != NULL && request_id == Py_None) {
+        Py_SETREF(request_id, assign_id(NULL, request));
+    }
+    if (request_id == NULL ||
+        (value = self->header_type == Py_None ? Py_NewRef(request_id)
+                                              : PyObject_CallOneArg(self->header_type, request_id)) == NULL ||
+        (headers = PyObject_GetAttr(response, s_headers)) == NULL ||
+        PyObject_SetItem(headers, self->header_name, value) < 0 ||
+        (method = PyObject_GetAttr(request, s_method)) == NULL ||
+        (part = route_part(request, self->route_attrs)) == NULL ||
+        (key = PyTuple_Pack(3, method, part, status)) == NULL) {
+        goto done;
+    }
+    PyObject *emit_args[6] = {self->hooks, request, request_id, status, key, response};
+    if ((emitted = emit_points(NULL, emit_args, 6)) != NULL) {
+        result = PyObject_Vectorcall(self->base_hook, args, 2, NULL);
+    }
+done:
+    Py_DECREF(status);
+    Py_XDECREF(request_id);
+    Py_XDECREF(value);
+    Py_XDECREF(headers);
+    Py_XDECREF(method);
+    Py_XDECREF(part);
+    Py_XDECREF(key);
+    Py_XDECREF(emitted);
+    return result;
+}
+
+static void
+response_hook_dealloc(ResponseHook *self)
+{
+    Py_XDECREF(self->python_hook);
+    Py_XDECREF(self->base_hook);
+    Py_XDECREF(self->hooks);
+    Py_XDECREF(self->header_name);
+    Py_XDECREF(self->header_type);
+    Py_XDECREF(self->route_attrs);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject ResponseHookType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "luna_monitoring.core._speedups.ResponseHook",
+    .tp_doc = PyDoc_STR("The request id header and the points of a response, then the base "
+                        "hook."),
+    .tp_basicsize = sizeof(ResponseHook),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_vectorcall_offset = offsetof(ResponseHook, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = method_get,
+    .tp_dealloc = (destructor)response_hook_dealloc,
+};
+
+static PyObject *
+response_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) ||
+        !PyTuple_CheckExact(args[5]) || PyTuple_GET_SIZE(args[5]) < 1 ||
+        python_emit_points == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "response_hook(python_hook, base_hook, hooks, header_name, header_type, "
+                        "route_attrs), after setup_requests");
+        return NULL;
+    }
+    ResponseHook *hook = PyObject_New(ResponseHook, &ResponseHookType);
+    if (hook == NULL) {
+        return NULL;
+    }
+    hook->python_hook = Py_NewRef(args[0]);
+    hook->base_hook = Py_NewRef(args[1]);
+    hook->hooks = Py_NewRef(args[2]);
+    hook->header_name = Py_NewRef(args[3]);
+    hook->header_type = Py_NewRef(args[4]);
+    hook->route_attrs = Py_NewRef(args[5]);
+    hook->vectorcall = (vectorcallfunc)response_hook_call;
+    return (PyObject *)hook;
 }
 
 static PyObject *
@@ -1098,11 +1553,23 @@ static PyMethodDef methods[] = {
     {"start_hook", (PyCFunction)(void (*)(void))start_hook, METH_FASTCALL,
      "start_hook(base_init, hooks): an __init__ for a request class: base_init, then the "
      "start timestamps from hooks._now_ns and perf_counter."},
+    {"response_hook", (PyCFunction)(void (*)(void))response_hook, METH_FASTCALL,
+     "response_hook(python_hook, base_hook, hooks, header_name, header_type, route_attrs): "
+     "a request class's response hook: the id header (header_type(id), or the id if None), "
+     "the points keyed by (method, the route_attrs chain, status), then base_hook."},
     {"assign_id", (PyCFunction)assign_id, METH_O,
      "assign_id(request): the request's id, made now (request_points.assign_id)."},
     {"emit_points", (PyCFunction)(void (*)(void))emit_points, METH_FASTCALL,
      "emit_points(hooks, request, request_id, status, key, response): "
      "request_points.emit_points."},
+    {"setup_collector", (PyCFunction)(void (*)(void))setup_collector, METH_FASTCALL,
+     "setup_collector(EstimationCollector, plain_estimators, usage_fields, no_usages, "
+     "tag_sets): the class whose slots the compiled collector methods use, and their "
+     "tables."},
+    {"collector_method", (PyCFunction)(void (*)(void))collector_method, METH_FASTCALL,
+     "collector_method(name, python_method): EstimationCollector.<name> (__init__, "
+     "estimation, image_load, add_usage or points) compiled for its common call, the rest to "
+     "python_method."},
     {"timing", (PyCFunction)(void (*)(void))new_timing, METH_FASTCALL,
      "timing(sink, clock, series, tags): a Timing that appends its point to sink."},
     {NULL},
@@ -1127,7 +1594,10 @@ PyInit__speedups(void)
         {&s_start, "_luna_start"}, {&s_id, "_luna_id"}, {&s_more, "_luna_more"},
         {&s_headers, "headers"}, {&s_get, "get"}, {&s_entries, "_entries"},
         {&s_emit, "_emit"}, {&s_requests, "requests"}, {&s_request_id, "request_id"},
-        {&s_now_ns, "_now_ns"},
+        {&s_now_ns, "_now_ns"}, {&s_status, "status"}, {&s_method, "method"},
+        {&s_batch_size, "batch_size"}, {&s_format, "format"}, {&s_exif, "exif"},
+        {&s_autorotated, "autorotated"}, {&s_image_load, "image_load"},
+        {&s_sdkloop_task, "sdkloop_task"}, {&s_usages_statistic, "usages_statistic"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (*names[i].name == NULL &&
@@ -1136,7 +1606,8 @@ PyInit__speedups(void)
         }
     }
     if (PyType_Ready(&UniqueClockType) < 0 || PyType_Ready(&TimingType) < 0 ||
-        PyType_Ready(&StartHookType) < 0) {
+        PyType_Ready(&StartHookType) < 0 || PyType_Ready(&ResponseHookType) < 0 ||
+        PyType_Ready(&MethodType) < 0) {
         return NULL;
     }
     PyObject *os = PyImport_ImportModule("os");

@@ -88,11 +88,31 @@ class RequestPoints:
         """The ``error_code`` tag of a failed response (see :func:`error_code_of`)."""
         raise NotImplementedError
 
-    def compile_init(self, request_class: type, base_init: Callable[..., None]) -> None:
-        """Give an adapter's request class the compiled ``__init__`` when it is built:
-        ``base_init``, then the start timestamps, as its Python ``__init__`` does."""
+    def compile_hooks(
+        self,
+        request_class: type,
+        base_init: Callable[..., None],
+        response_hook: str,
+        base_hook: Callable[..., Any],
+        *,
+        header_name: Any,
+        header_type: Callable[[str], Any] | None,
+        route_attrs: tuple[str, ...],
+    ) -> None:
+        """Give an adapter's request class, when the extension is built, the compiled
+        ``__init__`` (``base_init``, then the start timestamps) and response hook (the method
+        named ``response_hook``). That one does what the Python method does for a call with
+        the response alone: the ``header_name`` header (``header_type(id)``, or the id),
+        :data:`emit_points` keyed by (method, the chain of ``route_attrs`` read from the
+        request, ``False`` if one before the last is ``None``, status), then ``base_hook``;
+        any other call, and a websocket's 101, goes to the Python method."""
         if speedups is not None:
             request_class.__init__ = speedups.start_hook(base_init, self)
+            python_hook = getattr(request_class, response_hook)
+            compiled = speedups.response_hook(
+                python_hook, base_hook, self, header_name, header_type, route_attrs
+            )
+            setattr(request_class, response_hook, compiled)
 
     def _entry(self, request: Any, status: int, key: Hashable) -> tuple:
         """Route tags and name of a (method, route, status) not seen before; cached."""

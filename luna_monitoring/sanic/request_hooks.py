@@ -126,7 +126,15 @@ class RequestHooks(RequestPoints):
                 on_response(self, response)
                 return base_respond(self, response)
 
-        self.compile_init(MonitoredRequest, base_init)
+        self.compile_hooks(
+            MonitoredRequest,
+            base_init,
+            "respond",
+            base_respond,
+            header_name=_HEADER,
+            header_type=HeaderText,
+            route_attrs=("route", "path"),
+        )
         MonitoredRequest.__name__ = MonitoredRequest.__qualname__ = f"Monitored{base.__name__}"
         return MonitoredRequest
 
@@ -137,7 +145,7 @@ class RequestHooks(RequestPoints):
         response.headers[_HEADER] = HeaderText(request_id)
         route = request.route
         status = response.status
-        key = (request.method, route and route.path, status)
+        key = (request.method, route.path if route is not None else False, status)
         emit_points(self, request, request_id, status, key, response)
 
     def route_name(self, request: Request, status: int) -> tuple[str, bool]:
