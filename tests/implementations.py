@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterable, Iterator
 from types import ModuleType
 
 import pytest
@@ -25,3 +26,14 @@ def swapped(kind: str, module: ModuleType | type, name: str, python: object) -> 
         yield kind
     finally:
         setattr(module, name, built)
+
+
+def swapped_methods(kind: str, cls: type, names: Iterable[str]) -> Iterator[str]:
+    """For a module-scoped fixture: the methods ``names`` of ``cls`` compiled or in Python
+    (their ``__wrapped__``), as :func:`swapped` does for one name."""
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            method = getattr(cls, name)
+            python = getattr(method, "__wrapped__", method)
+            stack.enter_context(contextlib.contextmanager(swapped)(kind, cls, name, python))
+        yield kind

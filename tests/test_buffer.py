@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from implementations import KINDS, swapped_methods
 
-from luna_monitoring.core.buffer import Buffer
+from luna_monitoring.core import buffer as buffer_module
+from luna_monitoring.core.buffer import Buffer, LineQueue
 from luna_monitoring.core.point import Point
+
+
+@pytest.fixture(scope="module", params=KINDS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test twice: with the compiled ``append``/``extend`` and in Python."""
+    yield from swapped_methods(request.param, Buffer, buffer_module.COMPILED_METHODS)
 
 
 def point(i: int) -> Point:
@@ -422,3 +431,31 @@ def test_packing_changes_nothing_but_memory(
         if not wire:
             assert len(ours) <= max_points
         assert len(ours._tail) < pack_after + pack_lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["extend", "take", "drop", "head"]), st.integers(0, 40)),
+        max_size=60,
+    )
+)
+def test_line_queue_is_a_fifo(steps: list[tuple[str, int]]) -> None:
+    """Whatever the order of adds, takes, drops and looks, the queue holds and gives what a
+    deque would, oldest first, however often it cuts off its read part."""
+    queue, model, made = LineQueue(), [], 0
+    for step, count in steps:
+        if step == "extend":
+            lines = [f"l{made + i}" for i in range(count)]
+            made += count
+            queue.extend(lines)
+            model.extend(lines)
+        elif step == "take":
+            assert queue.take(count) == model[:count]
+            del model[:count]
+        elif step == "drop":
+            queue.drop(count)
+            del model[:count]
+        else:
+            assert queue.head(count) == model[:count]
+        assert len(queue) == len(model) and list(queue) == model

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from apps.equivalent import monitoring_of, route
-from implementations import KINDS, swapped
+from implementations import KINDS, swapped, swapped_methods
 from servers import InfluxDatabase
 
 from luna_monitoring import EstimationCollector, current_collector, monitored_estimation
@@ -29,16 +29,12 @@ from luna_monitoring.core.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATO
 def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
     """Every test twice: with the compiled ``Timing`` and collector methods
     (``core/_speedups.c``) and in Python."""
-    python = [(collector_module, "_timing", collector_module._python_timing)]
-    for name in collector_module._COMPILED_METHODS:
-        method = getattr(EstimationCollector, name)
-        python.append((EstimationCollector, name, getattr(method, "__wrapped__", method)))
-    with contextlib.ExitStack() as stack:
-        for owner, name, python_one in python:
-            stack.enter_context(
-                contextlib.contextmanager(swapped)(request.param, owner, name, python_one)
-            )
-        yield request.param
+    with contextlib.contextmanager(swapped)(
+        request.param, collector_module, "_timing", collector_module._python_timing
+    ):
+        yield from swapped_methods(
+            request.param, EstimationCollector, collector_module.COMPILED_METHODS
+        )
 
 
 SERVICE = "sdk-under-test"

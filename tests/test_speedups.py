@@ -486,7 +486,7 @@ def test_compiled_collector_methods_record_what_python_records(calls, service):
     """Any arguments: the compiled collector methods record, count and refuse as the Python
     methods do, whether the service's tag sets are made yet or not."""
     cls = collector_module.EstimationCollector
-    compiled_methods = {name: getattr(cls, name) for name in collector_module._COMPILED_METHODS}
+    compiled_methods = {name: getattr(cls, name) for name in collector_module.COMPILED_METHODS}
     python_methods = {name: method.__wrapped__ for name, method in compiled_methods.items()}
     collector_module._TAG_SETS.pop(service, None)
     python = collected(python_methods, service, calls)

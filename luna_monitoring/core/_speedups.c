@@ -947,6 +947,82 @@ done:
     return points;
 }
 
+static Py_ssize_t slot_offset(PyTypeObject *type, const char *name);
+
+/* Buffer.append and .extend while the bound leaves room: deque.append/extend on _raw. */
+static PyTypeObject *buffer_type; /* buffer.Buffer */
+static Py_ssize_t off_raw, off_room;
+static PyObject *deque_append, *deque_extend; /* the methods of collections.deque */
+
+/* Room in an exact Buffer for ``count`` more raw points: 1, or 0 (then Python decides). */
+static int
+buffer_has_room(PyObject *self, Py_ssize_t count)
+{
+    if (!Py_IS_TYPE(self, buffer_type)) {
+        return 0;
+    }
+    PyObject *room = SLOT(self, off_room);
+    Py_ssize_t held = PyObject_Size(SLOT(self, off_raw));
+    if (held < 0 || room == NULL || !PyLong_CheckExact(room)) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(room);
+    if (limit == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return held + count <= limit;
+}
+
+static PyObject *
+buffer_append(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) == 2 && kwnames == NULL && buffer_has_room(args[0], 1)) {
+        PyObject *call[2] = {SLOT(args[0], off_raw), args[1]};
+        return PyObject_Vectorcall(deque_append, call, 2, NULL);
+    }
+    return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+buffer_extend(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) == 2 && kwnames == NULL && PyList_CheckExact(args[1]) &&
+        buffer_has_room(args[0], PyList_GET_SIZE(args[1]))) {
+        PyObject *call[2] = {SLOT(args[0], off_raw), args[1]};
+        return PyObject_Vectorcall(deque_extend, call, 2, NULL);
+    }
+    return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+setup_buffer(PyObject *module, PyObject *type)
+{
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "setup_buffer(Buffer)");
+        return NULL;
+    }
+    if ((off_raw = slot_offset((PyTypeObject *)type, "_raw")) < 0 ||
+        (off_room = slot_offset((PyTypeObject *)type, "_room")) < 0) {
+        return NULL;
+    }
+    PyObject *collections = PyImport_ImportModule("collections");
+    PyObject *deque = collections ? PyObject_GetAttrString(collections, "deque") : NULL;
+    Py_XDECREF(collections);
+    if (deque == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(deque_append, PyObject_GetAttrString(deque, "append"));
+    Py_XSETREF(deque_extend, PyObject_GetAttrString(deque, "extend"));
+    Py_DECREF(deque);
+    if (deque_append == NULL || deque_extend == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(buffer_type, (PyTypeObject *)Py_NewRef(type));
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 method_python_attribute(Method *self, void *name)
 {
@@ -977,8 +1053,8 @@ method_dealloc(Method *self)
 static PyTypeObject MethodType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "luna_monitoring.core._speedups.Method",
-    .tp_doc = PyDoc_STR("A collector method compiled for its common call (__wrapped__: the "
-                        "Python method, which takes every other call)."),
+    .tp_doc = PyDoc_STR("A method compiled for its common call (__wrapped__: the Python "
+                        "method, which takes every other call)."),
     .tp_basicsize = sizeof(Method),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
     .tp_vectorcall_offset = offsetof(Method, vectorcall),
@@ -1032,21 +1108,24 @@ setup_collector(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-collector_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+compiled_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     static const struct {
         const char *name;
         vectorcallfunc call;
+        PyTypeObject **type; /* set up (not NULL) before the method can be made */
     } compiled[] = {
-        {"estimation", (vectorcallfunc)collector_estimation},
-        {"image_load", (vectorcallfunc)collector_image_load},
-        {"add_usage", (vectorcallfunc)collector_add_usage},
-        {"__init__", (vectorcallfunc)collector_init},
-        {"points", (vectorcallfunc)collector_points},
+        {"EstimationCollector.__init__", (vectorcallfunc)collector_init, &collector_type},
+        {"EstimationCollector.estimation", (vectorcallfunc)collector_estimation, &collector_type},
+        {"EstimationCollector.image_load", (vectorcallfunc)collector_image_load, &collector_type},
+        {"EstimationCollector.add_usage", (vectorcallfunc)collector_add_usage, &collector_type},
+        {"EstimationCollector.points", (vectorcallfunc)collector_points, &collector_type},
+        {"Buffer.append", (vectorcallfunc)buffer_append, &buffer_type},
+        {"Buffer.extend", (vectorcallfunc)buffer_extend, &buffer_type},
     };
     const char *name = nargs == 2 && PyUnicode_Check(args[0]) ? PyUnicode_AsUTF8(args[0]) : NULL;
-    for (size_t i = 0; name != NULL && collector_type != NULL && i < Py_ARRAY_LENGTH(compiled); i++) {
-        if (strcmp(name, compiled[i].name) == 0) {
+    for (size_t i = 0; name != NULL && i < Py_ARRAY_LENGTH(compiled); i++) {
+        if (strcmp(name, compiled[i].name) == 0 && *compiled[i].type != NULL) {
             Method *method = PyObject_New(Method, &MethodType);
             if (method == NULL) {
                 return NULL;
@@ -1056,9 +1135,11 @@ collector_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return (PyObject *)method;
         }
     }
+    PyErr_Clear();
     PyErr_SetString(PyExc_TypeError,
-                    "collector_method(name, python_method): __init__, estimation, image_load, "
-                    "add_usage or points, after setup_collector");
+                    "compiled_method(qualified_name, python_method): a method of "
+                    "EstimationCollector (after setup_collector) or Buffer (after setup_buffer) "
+                    "with a compiled twin");
     return NULL;
 }
 
@@ -1566,10 +1647,11 @@ static PyMethodDef methods[] = {
      "setup_collector(EstimationCollector, plain_estimators, usage_fields, no_usages, "
      "tag_sets): the class whose slots the compiled collector methods use, and their "
      "tables."},
-    {"collector_method", (PyCFunction)(void (*)(void))collector_method, METH_FASTCALL,
-     "collector_method(name, python_method): EstimationCollector.<name> (__init__, "
-     "estimation, image_load, add_usage or points) compiled for its common call, the rest to "
-     "python_method."},
+    {"setup_buffer", (PyCFunction)setup_buffer, METH_O,
+     "setup_buffer(Buffer): the class whose slots the compiled Buffer methods use."},
+    {"compiled_method", (PyCFunction)(void (*)(void))compiled_method, METH_FASTCALL,
+     "compiled_method(qualified_name, python_method): the method (e.g. "
+     "'Buffer.append') compiled for its common call, every other call to python_method."},
     {"timing", (PyCFunction)(void (*)(void))new_timing, METH_FASTCALL,
      "timing(sink, clock, series, tags): a Timing that appends its point to sink."},
     {NULL},

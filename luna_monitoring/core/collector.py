@@ -31,7 +31,7 @@ from .schema import (
     Kind,
     get_series,
 )
-from .speedups import speedups
+from .speedups import compile_methods, speedups
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -62,8 +62,8 @@ _USAGE_FIELDS: Mapping[str, str] = {name: f"{name}_usages" for name in USAGE_EST
 # All counts zero: each request's usages start as a copy (4 times cheaper than fromkeys).
 _NO_USAGES = CountFields.fromkeys(_USAGE_FIELDS.values(), 0)
 _IMAGE_LOAD = SERIES["image_load"]
-# EstimationCollector's methods with a compiled twin for their common call
-_COMPILED_METHODS = ("__init__", "estimation", "image_load", "add_usage", "points")
+COMPILED_METHODS = ("__init__", "estimation", "image_load", "add_usage", "points")
+"""EstimationCollector's methods with a compiled twin for their common call."""
 # service -> {batch_size or (batch_size, extra tag, its value): tags of estimator points,
 # ("image_load", format, exif, autorotated): tags of image_load points, ("sdkloop_task",
 # image count) and "usages_statistic": the tags of those}, at most
@@ -329,12 +329,7 @@ if speedups is not None:  # the common calls in C (core/_speedups.c), the rest i
     speedups.setup_collector(
         EstimationCollector, _PLAIN_ESTIMATORS, dict(_USAGE_FIELDS), _NO_USAGES, _TAG_SETS
     )
-    for _name in _COMPILED_METHODS:
-        setattr(
-            EstimationCollector,
-            _name,
-            speedups.collector_method(_name, getattr(EstimationCollector, _name)),
-        )
+    compile_methods(EstimationCollector, COMPILED_METHODS)
 
 
 class _NullTiming(Timing):

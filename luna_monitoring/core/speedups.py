@@ -9,6 +9,7 @@ value to use the pure-Python code although they are built.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from types import ModuleType
 
 NO_EXTENSIONS_ENV = "LUNA_MONITORING_NO_EXTENSIONS"
@@ -26,3 +27,11 @@ def _load() -> ModuleType | None:
 
 speedups = _load()
 """The ``_speedups`` module, or ``None`` when the pure-Python code runs."""
+
+
+def compile_methods(cls: type, names: Iterable[str]) -> None:
+    """Replace each method of ``cls`` in ``names`` with its compiled twin, which takes the
+    common call and hands every other to the Python method (its ``__wrapped__``)."""
+    for name in names:
+        python = getattr(cls, name)
+        setattr(cls, name, speedups.compiled_method(f"{cls.__name__}.{name}", python))
