@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
+from implementations import KINDS, swapped_methods
 from multidict import CIMultiDict
 from sanic.response import text
 
 from luna_monitoring.sanic.header_text import HeaderName, HeaderText
 
 REQUEST_ID = "1700000000,1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+
+
+@pytest.fixture(scope="module", params=KINDS, autouse=True)
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test twice: with the compiled ``translate``/``__format__`` and in Python."""
+    kind = request.param
+    with contextlib.contextmanager(swapped_methods)(kind, HeaderName, ("translate",)):
+        yield from swapped_methods(kind, HeaderText, ("translate", "__format__"))
 
 
 def test_sanics_table_returns_the_text_itself():

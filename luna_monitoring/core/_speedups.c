@@ -13,7 +13,11 @@
 
    UniqueClock is ``clock.UniqueClock`` in C: the same arithmetic on 64-bit ints. Timing is
    ``collector.Timing`` in C; its ``set`` checks fields with the Python function. assign_id
-   and emit_points are those of ``request_points`` for the common request. */
+   and emit_points are those of ``request_points`` for the common request; start_hook and
+   response_hook the adapters' request-class hooks. compiled_method gives methods of
+   ``EstimationCollector`` and ``Buffer`` a twin for their common call, reading the slots of
+   the exact class at their offsets and handing every other call to the Python method
+   (tests/test_speedups.py, test_collector.py and test_buffer.py run both). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1023,6 +1027,36 @@ setup_buffer(PyObject *module, PyObject *type)
     Py_RETURN_NONE;
 }
 
+/* The translate and __format__ of a header text known to need no sanitising: the text itself
+   for the framework's sanitising table and for an empty format spec. */
+static PyObject *sanitising_table; /* the table the framework translates header texts with */
+
+static PyObject *
+text_translate(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) == 2 && kwnames == NULL && args[1] == sanitising_table) {
+        return Py_NewRef(args[0]);
+    }
+    return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+text_format(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) == 2 && kwnames == NULL && PyUnicode_CheckExact(args[1]) &&
+        PyUnicode_GET_LENGTH(args[1]) == 0) {
+        return Py_NewRef(args[0]);
+    }
+    return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+setup_header_text(PyObject *module, PyObject *table)
+{
+    Py_XSETREF(sanitising_table, Py_NewRef(table));
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 method_python_attribute(Method *self, void *name)
 {
@@ -1113,7 +1147,7 @@ compiled_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     static const struct {
         const char *name;
         vectorcallfunc call;
-        PyTypeObject **type; /* set up (not NULL) before the method can be made */
+        void *ready; /* what its setup sets: not NULL before the method can be made */
     } compiled[] = {
         {"EstimationCollector.__init__", (vectorcallfunc)collector_init, &collector_type},
         {"EstimationCollector.estimation", (vectorcallfunc)collector_estimation, &collector_type},
@@ -1122,10 +1156,13 @@ compiled_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         {"EstimationCollector.points", (vectorcallfunc)collector_points, &collector_type},
         {"Buffer.append", (vectorcallfunc)buffer_append, &buffer_type},
         {"Buffer.extend", (vectorcallfunc)buffer_extend, &buffer_type},
+        {"HeaderText.translate", (vectorcallfunc)text_translate, &sanitising_table},
+        {"HeaderText.__format__", (vectorcallfunc)text_format, &sanitising_table},
+        {"HeaderName.translate", (vectorcallfunc)text_translate, &sanitising_table},
     };
     const char *name = nargs == 2 && PyUnicode_Check(args[0]) ? PyUnicode_AsUTF8(args[0]) : NULL;
     for (size_t i = 0; name != NULL && i < Py_ARRAY_LENGTH(compiled); i++) {
-        if (strcmp(name, compiled[i].name) == 0 && *compiled[i].type != NULL) {
+        if (strcmp(name, compiled[i].name) == 0 && *(void **)compiled[i].ready != NULL) {
             Method *method = PyObject_New(Method, &MethodType);
             if (method == NULL) {
                 return NULL;
@@ -1138,8 +1175,8 @@ compiled_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyErr_Clear();
     PyErr_SetString(PyExc_TypeError,
                     "compiled_method(qualified_name, python_method): a method of "
-                    "EstimationCollector (after setup_collector) or Buffer (after setup_buffer) "
-                    "with a compiled twin");
+                    "EstimationCollector (after setup_collector), Buffer (after setup_buffer), "
+                    "HeaderText or HeaderName (after setup_header_text) with a compiled twin");
     return NULL;
 }
 
@@ -1649,6 +1686,8 @@ static PyMethodDef methods[] = {
      "tables."},
     {"setup_buffer", (PyCFunction)setup_buffer, METH_O,
      "setup_buffer(Buffer): the class whose slots the compiled Buffer methods use."},
+    {"setup_header_text", (PyCFunction)setup_header_text, METH_O,
+     "setup_header_text(table): the sanitising table HeaderText.translate skips."},
     {"compiled_method", (PyCFunction)(void (*)(void))compiled_method, METH_FASTCALL,
      "compiled_method(qualified_name, python_method): the method (e.g. "
      "'Buffer.append') compiled for its common call, every other call to python_method."},

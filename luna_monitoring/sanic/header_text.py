@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from multidict import istr
 
+from ..core.speedups import compile_methods, speedups
+
 try:
     from sanic.response.types import HEADER_TRANSLATION_TABLE as _SANITISING
 except ImportError:  # a Sanic that sanitises otherwise: nothing is skipped
@@ -41,3 +43,9 @@ class HeaderName(istr):
 
     __slots__ = ()
     translate = _translate
+
+
+if speedups is not None:  # the same in C (core/_speedups.c)
+    speedups.setup_header_text(_SANITISING)
+    compile_methods(HeaderText, ("translate", "__format__"))
+    compile_methods(HeaderName, ("translate",))
