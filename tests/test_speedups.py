@@ -3,6 +3,7 @@ pure-Python code for any input, and an install that goes on without a compiler."
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import shutil
@@ -493,3 +494,20 @@ def test_compiled_collector_methods_record_what_python_records(calls, service):
     collector_module._TAG_SETS.pop(service, None)
     assert collected(compiled_methods, service, calls) == python
     assert collected(compiled_methods, service, calls) == python  # tag sets made: in C
+
+
+@compiled
+def test_compiled_usage_counts_are_not_tracked_by_the_garbage_collector():
+    """A request's counts (str keys, int values) wait in the buffer untracked, as its point
+    tuples do; should a container be put in them, the dict tracks itself again."""
+    collector = collector_module.EstimationCollector(iter(range(100)).__next__, "svc")
+    assert collector.points(0.5) == []
+    collector.add_usage("face_detector", 2)
+    usages = collector.points(0.5)[-1][3]
+    assert usages["face_detector_usages"] == 2 and not gc.is_tracked(usages)
+    untouched = collector_module.EstimationCollector(iter(range(100)).__next__, "svc")
+    with untouched.estimation("face_detection", batch_size=1):
+        pass
+    assert not gc.is_tracked(untouched.points(0.5)[-1][3])
+    usages["x"] = []
+    assert gc.is_tracked(usages)

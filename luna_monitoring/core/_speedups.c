@@ -775,6 +775,19 @@ typedef struct {
 } Method;
 
 
+/* A request's usage counts, all zero: a copy of no_usages, untracked by the garbage collector
+   (str keys and int counts cannot make a cycle; the dict tracks itself again should a
+   container be put in it), so that those waiting in the buffer are not traversed. */
+static PyObject *
+new_usages(void)
+{
+    PyObject *usages = PyObject_CallOneArg(count_fields_type, no_usages);
+    if (usages != NULL) {
+        PyObject_GC_UnTrack(usages);
+    }
+    return usages;
+}
+
 static PyObject *
 collector_estimation(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -831,7 +844,7 @@ collector_add_usage(Method *method, PyObject *const *args, size_t nargsf, PyObje
         if (field != NULL && !overflow && count >= 0 &&
             (usages == Py_None || Py_IS_TYPE(usages, (PyTypeObject *)count_fields_type))) {
             if (usages == Py_None) {
-                if ((usages = PyObject_CallOneArg(count_fields_type, no_usages)) == NULL) {
+                if ((usages = new_usages()) == NULL) {
                     return NULL;
                 }
                 Py_SETREF(SLOT(args[0], off_usages), usages);
@@ -926,7 +939,7 @@ collector_points(Method *method, PyObject *const *args, size_t nargsf, PyObject 
     }
     PyObject *start_ns = SLOT(self, off_start_ns), *fields = NULL, *task = NULL, *usage = NULL;
     PyObject *points = NULL;
-    usages = usages == Py_None ? PyObject_CallOneArg(count_fields_type, no_usages) : Py_NewRef(usages);
+    usages = usages == Py_None ? new_usages() : Py_NewRef(usages);
     if (usages == NULL || (fields = PyDict_New()) == NULL ||
         PyDict_SetItem(fields, execution_time, args[1]) < 0 ||
         (task = point_tuple(s_sdkloop_task, start_ns, task_tags, fields)) == NULL ||
@@ -1265,6 +1278,72 @@ new_request_id(PyObject *module, PyObject *seconds)
     return make_request_id(value);
 }
 
+/* The attributes of a monitored request and of its hooks, read and written at their slots'
+   offsets where the classes keep them in slots (the adapters' classes and RequestPoints do),
+   as getattr and setattr would (slots are data descriptors, found first) but without a
+   lookup, and without aiohttp's Python __setattr__; through getattr/setattr otherwise. The
+   offsets are found once per class: its address and version tag (a class made later at
+   the same address gets another tag). */
+typedef struct {
+    PyTypeObject *type; /* not held */
+    unsigned int version;
+    Py_ssize_t offset[4];
+} SlotCache;
+
+enum { START_NS, START, ID, MORE };
+static PyObject **request_names[] = {&s_start_ns, &s_start, &s_id, &s_more};
+enum { ENTRIES, EMIT, NOW_NS };
+static PyObject **hooks_names[] = {&s_entries, &s_emit, &s_now_ns};
+static SlotCache request_slots, hooks_slots;
+
+/* 1 if ``object``'s class keeps every one of ``names`` in a slot (offsets in ``cache``). */
+static int
+find_slots(SlotCache *cache, PyObject *object, PyObject **names[], int count)
+{
+    PyTypeObject *type = Py_TYPE(object);
+    if (cache->type == type && cache->version == type->tp_version_tag && cache->version != 0) {
+        return 1;
+    }
+    cache->type = NULL;
+    for (int i = 0; i < count; i++) {
+        PyObject *descr = _PyType_Lookup(type, *names[i]);
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            return 0;
+        }
+        cache->offset[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+    if (type->tp_version_tag == 0) {
+        return 0;
+    }
+    cache->type = type;
+    cache->version = type->tp_version_tag;
+    return 1;
+}
+
+static PyObject *
+get_attribute(PyObject *object, const SlotCache *slots, PyObject **names[], int which)
+{
+    PyObject *value = slots ? SLOT(object, slots->offset[which]) : NULL;
+    return value ? Py_NewRef(value) : PyObject_GetAttr(object, *names[which]);
+}
+
+static int
+set_attribute(PyObject *object, const SlotCache *slots, PyObject **names[], int which,
+              PyObject *value)
+{
+    if (slots == NULL) {
+        return PyObject_SetAttr(object, *names[which], value);
+    }
+    Py_XSETREF(SLOT(object, slots->offset[which]), Py_NewRef(value));
+    return 0;
+}
+
+/* The slots of a request (NULL: use getattr) and of hooks. */
+#define REQUEST_SLOTS(request) \
+    (find_slots(&request_slots, (request), request_names, 4) ? &request_slots : NULL)
+#define HOOKS_SLOTS(hooks) (find_slots(&hooks_slots, (hooks), hooks_names, 3) ? &hooks_slots : NULL)
+
 static PyObject *
 assign_id(PyObject *module, PyObject *request)
 {
@@ -1272,7 +1351,8 @@ assign_id(PyObject *module, PyObject *request)
         PyErr_SetString(PyExc_RuntimeError, "call setup_requests() first");
         return NULL;
     }
-    PyObject *start_ns = PyObject_GetAttr(request, s_start_ns);
+    const SlotCache *slots = REQUEST_SLOTS(request);
+    PyObject *start_ns = get_attribute(request, slots, request_names, START_NS);
     if (start_ns == NULL) {
         return NULL;
     }
@@ -1301,7 +1381,7 @@ assign_id(PyObject *module, PyObject *request)
         Py_XDECREF(when);
     }
     Py_DECREF(incoming);
-    if (request_id == NULL || PyObject_SetAttr(request, s_id, request_id) < 0) {
+    if (request_id == NULL || set_attribute(request, slots, request_names, ID, request_id) < 0) {
         Py_XDECREF(request_id);
         return NULL;
     }
@@ -1317,7 +1397,8 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *hooks = args[0], *request = args[1], *status = args[3];
-    PyObject *start_ns = PyObject_GetAttr(request, s_start_ns);
+    const SlotCache *slots = REQUEST_SLOTS(request), *hook_slots = HOOKS_SLOTS(hooks);
+    PyObject *start_ns = get_attribute(request, slots, request_names, START_NS);
     if (start_ns == NULL || start_ns == Py_None) { /* None: a second response, no points */
         Py_XDECREF(start_ns);
         return start_ns ? Py_NewRef(Py_None) : NULL;
@@ -1326,8 +1407,8 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *elapsed = NULL, *fields = NULL, *point = NULL, *emit = NULL, *entry = NULL;
     int overflow = 1;
     long code = PyLong_CheckExact(status) ? PyLong_AsLongAndOverflow(status, &overflow) : 0;
-    if ((more = PyObject_GetAttr(request, s_more)) == NULL ||
-        (entries = PyObject_GetAttr(hooks, s_entries)) == NULL) {
+    if ((more = get_attribute(request, slots, request_names, MORE)) == NULL ||
+        (entries = get_attribute(hooks, hook_slots, hooks_names, ENTRIES)) == NULL) {
         goto done;
     }
     /* held: the request's __setattr__ (aiohttp's is Python) runs before the entry is used */
@@ -1337,7 +1418,7 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         result = PyObject_Vectorcall(python_emit_points, args, nargs, NULL);
         goto done;
     }
-    if (PyObject_SetAttr(request, s_start_ns, Py_None) < 0) {
+    if (set_attribute(request, slots, request_names, START_NS, Py_None) < 0) {
         goto done;
     }
     if (PyTuple_GET_SIZE(entry) == 0) { /* an excluded route */
@@ -1346,12 +1427,12 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *tags = PyTuple_GET_ITEM(entry, 0);
     if ((now = PyObject_CallNoArgs(perf_counter)) == NULL ||
-        (start = PyObject_GetAttr(request, s_start)) == NULL ||
+        (start = get_attribute(request, slots, request_names, START)) == NULL ||
         (elapsed = PyNumber_Subtract(now, start)) == NULL || (fields = PyDict_New()) == NULL ||
         PyDict_SetItem(fields, s_request_id, args[2]) < 0 ||
         PyDict_SetItem(fields, execution_time, elapsed) < 0 ||
         (point = PyTuple_Pack(4, s_requests, start_ns, tags, fields)) == NULL ||
-        (emit = PyObject_GetAttr(hooks, s_emit)) == NULL) {
+        (emit = get_attribute(hooks, hook_slots, hooks_names, EMIT)) == NULL) {
         goto done;
     }
     PyObject_GC_UnTrack(point); /* as Timing's points: no cycle can go through it */
@@ -1391,13 +1472,15 @@ start_hook_call(StartHook *self, PyObject *const *args, size_t nargsf, PyObject 
     }
     Py_DECREF(result);
     PyObject *request = args[0];
-    PyObject *now_ns = PyObject_GetAttr(self->hooks, s_now_ns);
+    const SlotCache *slots = REQUEST_SLOTS(request);
+    PyObject *now_ns = get_attribute(self->hooks, HOOKS_SLOTS(self->hooks), hooks_names, NOW_NS);
     PyObject *start_ns = now_ns ? PyObject_CallNoArgs(now_ns) : NULL;
     PyObject *start = start_ns ? PyObject_CallNoArgs(perf_counter) : NULL;
-    int failed = start == NULL || PyObject_SetAttr(request, s_start_ns, start_ns) < 0 ||
-                 PyObject_SetAttr(request, s_start, start) < 0 ||
-                 PyObject_SetAttr(request, s_id, Py_None) < 0 ||
-                 PyObject_SetAttr(request, s_more, Py_None) < 0;
+    int failed = start == NULL ||
+                 set_attribute(request, slots, request_names, START_NS, start_ns) < 0 ||
+                 set_attribute(request, slots, request_names, START, start) < 0 ||
+                 set_attribute(request, slots, request_names, ID, Py_None) < 0 ||
+                 set_attribute(request, slots, request_names, MORE, Py_None) < 0;
     Py_XDECREF(now_ns);
     Py_XDECREF(start_ns);
     Py_XDECREF(start);
@@ -1490,7 +1573,8 @@ response_hook_call(ResponseHook *self, PyObject *const *args, size_t nargsf, PyO
     }
     PyObject *result = NULL, *request_id, *value = NULL, *headers = NULL, *method = NULL;
     PyObject *part = NULL, *key = NULL, *emitted = NULL;
-    if ((request_id = PyObject_GetAttr(request, s_id)) != NULL && request_id == Py_None) {
+    request_id = get_attribute(request, REQUEST_SLOTS(request), request_names, ID);
+    if (request_id == Py_None) {
         Py_SETREF(request_id, assign_id(NULL, request));
     }
     if (request_id == NULL ||
