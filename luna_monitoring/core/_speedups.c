@@ -768,11 +768,33 @@ static PyObject *no_usages;        /* CountFields with every count 0 */
 static PyObject *s_batch_size, *s_format, *s_exif, *s_autorotated, *s_image_load, *s_sdkloop_task,
     *s_usages_statistic;
 
+/* A method compiled for its common call: bound as functions are (see method_get), holding
+   the Python method it stands for (every call it does not take; its __wrapped__, name and
+   doc) and what the compiled call uses. */
+#define METHOD_USES 5
 typedef struct {
     PyObject_HEAD
-    PyObject *python; /* the Python method: every call the compiled one does not take */
+    PyObject *python;
+    PyObject *uses[METHOD_USES];
     vectorcallfunc vectorcall;
 } Method;
+
+static PyTypeObject MethodType;
+
+static PyObject *
+new_method(PyObject *python, vectorcallfunc call, PyObject *const *uses, int count)
+{
+    Method *method = PyObject_New(Method, &MethodType);
+    if (method == NULL) {
+        return NULL;
+    }
+    method->python = Py_NewRef(python);
+    for (int i = 0; i < METHOD_USES; i++) {
+        method->uses[i] = i < count ? Py_NewRef(uses[i]) : NULL;
+    }
+    method->vectorcall = call;
+    return (PyObject *)method;
+}
 
 
 /* A request's usage counts, all zero: a copy of no_usages, untracked by the garbage collector
@@ -1094,6 +1116,9 @@ static void
 method_dealloc(Method *self)
 {
     Py_XDECREF(self->python);
+    for (int i = 0; i < METHOD_USES; i++) {
+        Py_XDECREF(self->uses[i]);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1176,13 +1201,7 @@ compiled_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     const char *name = nargs == 2 && PyUnicode_Check(args[0]) ? PyUnicode_AsUTF8(args[0]) : NULL;
     for (size_t i = 0; name != NULL && i < Py_ARRAY_LENGTH(compiled); i++) {
         if (strcmp(name, compiled[i].name) == 0 && *(void **)compiled[i].ready != NULL) {
-            Method *method = PyObject_New(Method, &MethodType);
-            if (method == NULL) {
-                return NULL;
-            }
-            method->python = Py_NewRef(args[1]);
-            method->vectorcall = compiled[i].call;
-            return (PyObject *)method;
+            return new_method(args[1], compiled[i].call, NULL, 0);
         }
     }
     PyErr_Clear();
@@ -1452,28 +1471,23 @@ done:
 }
 
 /* The start of a monitored request: the base class's __init__, then the timestamps (the
-   ``__init__`` of the adapters' request classes in C). */
-typedef struct {
-    PyObject_HEAD
-    PyObject *base_init, *hooks;
-    vectorcallfunc vectorcall;
-} StartHook;
-
+   ``__init__`` of the adapters' request classes in C); uses base_init and hooks. */
 static PyObject *
-start_hook_call(StartHook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+start_hook_call(Method *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
+    PyObject *base_init = self->uses[0], *hooks = self->uses[1];
     if (PyVectorcall_NARGS(nargsf) < 1) {
         PyErr_SetString(PyExc_TypeError, "__init__ needs the request");
         return NULL;
     }
-    PyObject *result = PyObject_Vectorcall(self->base_init, args, nargsf, kwnames);
+    PyObject *result = PyObject_Vectorcall(base_init, args, nargsf, kwnames);
     if (result == NULL) {
         return NULL;
     }
     Py_DECREF(result);
     PyObject *request = args[0];
     const SlotCache *slots = REQUEST_SLOTS(request);
-    PyObject *now_ns = get_attribute(self->hooks, HOOKS_SLOTS(self->hooks), hooks_names, NOW_NS);
+    PyObject *now_ns = get_attribute(hooks, HOOKS_SLOTS(hooks), hooks_names, NOW_NS);
     PyObject *start_ns = now_ns ? PyObject_CallNoArgs(now_ns) : NULL;
     PyObject *start = start_ns ? PyObject_CallNoArgs(perf_counter) : NULL;
     int failed = start == NULL ||
@@ -1490,51 +1504,21 @@ start_hook_call(StartHook *self, PyObject *const *args, size_t nargsf, PyObject 
     Py_RETURN_NONE;
 }
 
-static void
-start_hook_dealloc(StartHook *self)
-{
-    Py_XDECREF(self->base_init);
-    Py_XDECREF(self->hooks);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyTypeObject StartHookType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "luna_monitoring.core._speedups.StartHook",
-    .tp_doc = PyDoc_STR("base_init(request, ...), then the request's start timestamps."),
-    .tp_basicsize = sizeof(StartHook),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_vectorcall_offset = offsetof(StartHook, vectorcall),
-    .tp_call = PyVectorcall_Call,
-    .tp_descr_get = method_get,
-    .tp_dealloc = (destructor)start_hook_dealloc,
-};
-
 static PyObject *
 start_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyCallable_Check(args[0]) || perf_counter == NULL) {
-        PyErr_SetString(PyExc_TypeError, "start_hook(base_init, hooks), after setup_requests");
+    if (nargs != 3 || !PyCallable_Check(args[1]) || perf_counter == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "start_hook(python_init, base_init, hooks), after setup_requests");
         return NULL;
     }
-    StartHook *hook = PyObject_New(StartHook, &StartHookType);
-    if (hook == NULL) {
-        return NULL;
-    }
-    hook->base_init = Py_NewRef(args[0]);
-    hook->hooks = Py_NewRef(args[1]);
-    hook->vectorcall = (vectorcallfunc)start_hook_call;
-    return (PyObject *)hook;
+    return new_method(args[0], (vectorcallfunc)start_hook_call, args + 1, 2);
 }
 
 /* The response of a monitored request: the LUNA-Request-Id header, the points, then the base
    class's hook (the adapters' ``respond``/``_prepare_hook`` in C). A call with other
-   arguments than the response, no response, or a websocket's (101) goes to the Python hook. */
-typedef struct {
-    PyObject_HEAD
-    PyObject *python_hook, *base_hook, *hooks, *header_name, *header_type, *route_attrs;
-    vectorcallfunc vectorcall;
-} ResponseHook;
+   arguments than the response, no response, or a websocket's (101) goes to the Python hook.
+   Uses base_hook, hooks, header_name, header_type and route_attrs. */
 
 /* The route part of a request's cache key: the last of route_attrs read in a chain from the
    request, or False when one before it is None. New reference. */
@@ -1557,10 +1541,12 @@ route_part(PyObject *request, PyObject *route_attrs)
 }
 
 static PyObject *
-response_hook_call(ResponseHook *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+response_hook_call(Method *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
+    PyObject *base_hook = self->uses[0], *hooks = self->uses[1], *header_name = self->uses[2];
+    PyObject *header_type = self->uses[3], *route_attrs = self->uses[4];
     if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL || args[1] == Py_None) {
-        return PyObject_Vectorcall(self->python_hook, args, nargsf, kwnames);
+        return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
     }
     PyObject *request = args[0], *response = args[1];
     PyObject *status = PyObject_GetAttr(response, s_status);
@@ -1569,7 +1555,7 @@ response_hook_call(ResponseHook *self, PyObject *const *args, size_t nargsf, PyO
     }
     if (PyLong_CheckExact(status) && PyLong_AsLong(status) == 101) {
         Py_DECREF(status);
-        return PyObject_Vectorcall(self->python_hook, args, nargsf, kwnames);
+        return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
     }
     PyObject *result = NULL, *request_id, *value = NULL, *headers = NULL, *method = NULL;
     PyObject *part = NULL, *key = NULL, *emitted = NULL;
@@ -1578,18 +1564,18 @@ response_hook_call(ResponseHook *self, PyObject *const *args, size_t nargsf, PyO
         Py_SETREF(request_id, assign_id(NULL, request));
     }
     if (request_id == NULL ||
-        (value = self->header_type == Py_None ? Py_NewRef(request_id)
-                                              : PyObject_CallOneArg(self->header_type, request_id)) == NULL ||
+        (value = header_type == Py_None ? Py_NewRef(request_id)
+                                         : PyObject_CallOneArg(header_type, request_id)) == NULL ||
         (headers = PyObject_GetAttr(response, s_headers)) == NULL ||
-        PyObject_SetItem(headers, self->header_name, value) < 0 ||
+        PyObject_SetItem(headers, header_name, value) < 0 ||
         (method = PyObject_GetAttr(request, s_method)) == NULL ||
-        (part = route_part(request, self->route_attrs)) == NULL ||
+        (part = route_part(request, route_attrs)) == NULL ||
         (key = PyTuple_Pack(3, method, part, status)) == NULL) {
         goto done;
     }
-    PyObject *emit_args[6] = {self->hooks, request, request_id, status, key, response};
+    PyObject *emit_args[6] = {hooks, request, request_id, status, key, response};
     if ((emitted = emit_points(NULL, emit_args, 6)) != NULL) {
-        result = PyObject_Vectorcall(self->base_hook, args, 2, NULL);
+        result = PyObject_Vectorcall(base_hook, args, 2, NULL);
     }
 done:
     Py_DECREF(status);
@@ -1603,31 +1589,6 @@ done:
     return result;
 }
 
-static void
-response_hook_dealloc(ResponseHook *self)
-{
-    Py_XDECREF(self->python_hook);
-    Py_XDECREF(self->base_hook);
-    Py_XDECREF(self->hooks);
-    Py_XDECREF(self->header_name);
-    Py_XDECREF(self->header_type);
-    Py_XDECREF(self->route_attrs);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyTypeObject ResponseHookType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "luna_monitoring.core._speedups.ResponseHook",
-    .tp_doc = PyDoc_STR("The request id header and the points of a response, then the base "
-                        "hook."),
-    .tp_basicsize = sizeof(ResponseHook),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_vectorcall_offset = offsetof(ResponseHook, vectorcall),
-    .tp_call = PyVectorcall_Call,
-    .tp_descr_get = method_get,
-    .tp_dealloc = (destructor)response_hook_dealloc,
-};
-
 static PyObject *
 response_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1639,18 +1600,7 @@ response_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "route_attrs), after setup_requests");
         return NULL;
     }
-    ResponseHook *hook = PyObject_New(ResponseHook, &ResponseHookType);
-    if (hook == NULL) {
-        return NULL;
-    }
-    hook->python_hook = Py_NewRef(args[0]);
-    hook->base_hook = Py_NewRef(args[1]);
-    hook->hooks = Py_NewRef(args[2]);
-    hook->header_name = Py_NewRef(args[3]);
-    hook->header_type = Py_NewRef(args[4]);
-    hook->route_attrs = Py_NewRef(args[5]);
-    hook->vectorcall = (vectorcallfunc)response_hook_call;
-    return (PyObject *)hook;
+    return new_method(args[0], (vectorcallfunc)response_hook_call, args + 1, 5);
 }
 
 static PyObject *
@@ -1753,8 +1703,8 @@ static PyMethodDef methods[] = {
      "new_request_id(unix_seconds): '<seconds>,<random version-4 UUID>' "
      "(request_id.new_request_id)."},
     {"start_hook", (PyCFunction)(void (*)(void))start_hook, METH_FASTCALL,
-     "start_hook(base_init, hooks): an __init__ for a request class: base_init, then the "
-     "start timestamps from hooks._now_ns and perf_counter."},
+     "start_hook(python_init, base_init, hooks): python_init compiled for a request class: "
+     "base_init, then the start timestamps from hooks._now_ns and perf_counter."},
     {"response_hook", (PyCFunction)(void (*)(void))response_hook, METH_FASTCALL,
      "response_hook(python_hook, base_hook, hooks, header_name, header_type, route_attrs): "
      "a request class's response hook: the id header (header_type(id), or the id if None), "
@@ -1811,7 +1761,6 @@ PyInit__speedups(void)
         }
     }
     if (PyType_Ready(&UniqueClockType) < 0 || PyType_Ready(&TimingType) < 0 ||
-        PyType_Ready(&StartHookType) < 0 || PyType_Ready(&ResponseHookType) < 0 ||
         PyType_Ready(&MethodType) < 0) {
         return NULL;
     }

@@ -107,7 +107,8 @@ class RequestPoints:
         request, ``False`` if one before the last is ``None``, status), then ``base_hook``;
         any other call, and a websocket's 101, goes to the Python method."""
         if speedups is not None:
-            request_class.__init__ = speedups.start_hook(base_init, self)
+            python_init = request_class.__init__
+            request_class.__init__ = speedups.start_hook(python_init, base_init, self)
             python_hook = getattr(request_class, response_hook)
             compiled = speedups.response_hook(
                 python_hook, base_hook, self, header_name, header_type, route_attrs
