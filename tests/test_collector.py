@@ -27,11 +27,17 @@ from luna_monitoring.core.schema import ESTIMATOR_SERIES, SERIES, USAGE_ESTIMATO
 
 @pytest.fixture(scope="module", params=KINDS, autouse=True)
 def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test twice: with the compiled ``Timing`` and collector methods
-    (``core/_speedups.c``) and in Python."""
-    with contextlib.contextmanager(swapped)(
-        request.param, collector_module, "_timing", collector_module._python_timing
-    ):
+    """Every test twice: with the compiled ``Timing``, collector methods and decorator start
+    and end (``core/_speedups.c``) and in Python."""
+    python = {
+        "_timing": collector_module._python_timing,
+        "_begin": collector_module._python_begin,
+        "_end": collector_module._python_end,
+    }
+    with contextlib.ExitStack() as stack:
+        for name, function in python.items():
+            swap = contextlib.contextmanager(swapped)
+            stack.enter_context(swap(request.param, collector_module, name, function))
         yield from swapped_methods(
             request.param, EstimationCollector, collector_module.COMPILED_METHODS
         )

@@ -511,3 +511,90 @@ def test_compiled_usage_counts_are_not_tracked_by_the_garbage_collector():
     assert not gc.is_tracked(untouched.points(0.5)[-1][3])
     usages["x"] = []
     assert gc.is_tracked(usages)
+
+
+class _Other:
+    __slots__ = ("_luna_start_ns",)
+
+
+class _BorrowedSlot:
+    """A request class whose ``_luna_start_ns`` is another class's slot descriptor."""
+
+    __slots__ = ("_luna_id", "headers")
+    _luna_start_ns = _Other.__dict__["_luna_start_ns"]
+
+
+@compiled
+def test_compiled_request_attributes_go_through_getattr_unless_the_class_owns_the_slot():
+    """A slot descriptor borrowed from an unrelated class is not read at its offset: the
+    compiled code raises what getattr raises, as the Python code does."""
+    request = _BorrowedSlot()
+    request.headers = CIMultiDict()
+    errors = []
+    for assign in (speedups.assign_id, request_points.python_assign_id):
+        with pytest.raises(TypeError) as raised:
+            assign(request)
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1]
+
+
+class _Monitoring:
+    """What a decorated handler's start and end use of the monitoring."""
+
+    def __init__(self) -> None:
+        self.clock = _Clock()
+        self.settings = Settings.from_config({"version": 1, "database": "db", "service": "s"})
+        self.emitted: list = []
+
+    def emit_all(self, points: list) -> None:
+        self.emitted.append(points)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now_ns = iter(range(10**6)).__next__
+
+
+class _HandlerRequest:
+    monitoring: _Monitoring | None = None
+
+
+collector_module.register_request_type(_HandlerRequest, lambda request: request.monitoring)
+
+
+def handled(begin, end, args: tuple, record: bool) -> object:
+    """What a decorated handler's start and end make of ``args``: nothing when monitoring
+    is off, else the points emitted, with the collector current in between."""
+    started = begin(args)
+    if started is None:
+        return None
+    monitoring, collector, _token, _start = started
+    assert collector_module.current_collector() is collector
+    if record:
+        collector.add_usage("face_detector")
+    end(started)
+    assert collector_module.current_collector() is not collector
+    return [[(s, dict(t), sorted(f)) for s, _, t, f in points] for points in monitoring.emitted]
+
+
+@compiled
+@pytest.mark.parametrize("record", [True, False])
+def test_compiled_handler_start_and_end_are_the_python_ones(record):
+    """The monitoring found through the finders (a type seen before or not, arguments that
+    are not requests skipped), the collector current in between, its points emitted."""
+    on, off = _HandlerRequest(), _HandlerRequest()
+    on.monitoring = _Monitoring()
+    for args in [(), (1, "x"), (off,), ("x", on), (on, off), (off, on)]:
+        outcomes = []
+        for begin, end in [
+            (speedups.begin_handler, speedups.end_handler),
+            (collector_module._python_begin, collector_module._python_end),
+        ]:
+            collector_module._FINDERS.clear()  # the first argument type: not seen yet
+            outcomes.append(handled(begin, end, args, record))
+            on.monitoring.emitted.clear()
+            outcomes.append(handled(begin, end, args, record))  # seen
+            on.monitoring.emitted.clear()
+        assert outcomes[0] == outcomes[1] == outcomes[2] == outcomes[3]
+        first_request = next((arg for arg in args if isinstance(arg, _HandlerRequest)), None)
+        assert (outcomes[0] is None) == (first_request is not on)

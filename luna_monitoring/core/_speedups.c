@@ -14,7 +14,8 @@
    UniqueClock is ``clock.UniqueClock`` in C: the same arithmetic on 64-bit ints. Timing is
    ``collector.Timing`` in C; its ``set`` checks fields with the Python function. assign_id
    and emit_points are those of ``request_points`` for the common request; start_hook and
-   response_hook the adapters' request-class hooks. compiled_method gives methods of
+   response_hook the adapters' request-class hooks; begin_handler and end_handler what
+   ``monitored_estimation`` does around a handler. compiled_method gives methods of
    ``EstimationCollector`` and ``Buffer`` a twin for their common call, reading the slots of
    the exact class at their offsets and handing every other call to the Python method
    (tests/test_speedups.py, test_collector.py and test_buffer.py run both). */
@@ -758,6 +759,20 @@ method_get(PyObject *self, PyObject *instance, PyObject *owner)
    method, which raises what it raises. */
 #define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
 
+/* The offset of a slot (``descr``: its member descriptor, borrowed, or NULL) in the instances
+   of ``type``, or -1 when ``descr`` is not an object slot of ``type`` or of a base (where
+   the offset holds in its instances' layout). */
+static Py_ssize_t
+member_offset(PyTypeObject *type, PyObject *descr)
+{
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+        ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX ||
+        !PyType_IsSubtype(type, PyDescr_TYPE(descr))) {
+        return -1;
+    }
+    return ((PyMemberDescrObject *)descr)->d_member->offset;
+}
+
 static PyTypeObject *collector_type; /* collector.EstimationCollector */
 static Py_ssize_t off_clock, off_estimations, off_images, off_service, off_start_ns, off_tag_sets,
     off_usages;
@@ -1140,13 +1155,11 @@ static PyTypeObject MethodType = {
 static Py_ssize_t
 slot_offset(PyTypeObject *type, const char *name)
 {
-    PyObject *descr = PyDict_GetItemString(type->tp_dict, name);
-    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
-        ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+    Py_ssize_t offset = member_offset(type, PyDict_GetItemString(type->tp_dict, name));
+    if (offset < 0) {
         PyErr_Format(PyExc_TypeError, "%s has no slot %s", type->tp_name, name);
-        return -1;
     }
-    return ((PyMemberDescrObject *)descr)->d_member->offset;
+    return offset;
 }
 
 static PyObject *
@@ -1212,6 +1225,103 @@ compiled_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return NULL;
 }
 
+/* -- decorated handlers ------------------------------------------------------------------ */
+
+/* The start and end of a handler decorated with monitored_estimation (collector's
+   _python_begin and _python_end) in C. An argument of a type the finders have not seen
+   goes to the Python start, which learns it. */
+static PyObject *finders;      /* collector._FINDERS: {argument type: finder or None} */
+static PyObject *python_begin; /* collector._python_begin */
+static PyObject *current_var;  /* collector._CURRENT */
+static PyObject *s_clock, *s_now_ns_method, *s_settings, *s_service, *s_points, *s_emit_all;
+static PyObject *perf_counter; /* time.perf_counter */
+
+static PyObject *
+begin_handler(PyObject *module, PyObject *args)
+{
+    if (!PyTuple_Check(args) || finders == NULL || collector_type == NULL) {
+        PyErr_SetString(PyExc_TypeError, "begin_handler(args: tuple), after setup_handlers");
+        return NULL;
+    }
+    PyObject *monitoring = NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args) && monitoring == NULL; i++) {
+        PyObject *arg = PyTuple_GET_ITEM(args, i);
+        PyObject *finder = PyDict_GetItemWithError(finders, (PyObject *)Py_TYPE(arg));
+        if (finder == NULL) {
+            return PyErr_Occurred() ? NULL : PyObject_CallOneArg(python_begin, args);
+        }
+        if (finder != Py_None && (monitoring = PyObject_CallOneArg(finder, arg)) == NULL) {
+            return NULL;
+        }
+    }
+    if (monitoring == NULL || monitoring == Py_None) {
+        Py_XDECREF(monitoring);
+        Py_RETURN_NONE;
+    }
+    PyObject *clock = NULL, *now_ns = NULL, *settings = NULL, *service = NULL;
+    PyObject *collector = NULL, *token = NULL, *start = NULL, *started = NULL;
+    if ((clock = PyObject_GetAttr(monitoring, s_clock)) != NULL &&
+        (now_ns = PyObject_GetAttr(clock, s_now_ns_method)) != NULL &&
+        (settings = PyObject_GetAttr(monitoring, s_settings)) != NULL &&
+        (service = PyObject_GetAttr(settings, s_service)) != NULL) {
+        PyObject *init[2] = {now_ns, service};
+        if ((collector = PyObject_Vectorcall((PyObject *)collector_type, init, 2, NULL)) != NULL &&
+            (token = PyContextVar_Set(current_var, collector)) != NULL &&
+            (start = PyObject_CallNoArgs(perf_counter)) != NULL) {
+            started = PyTuple_Pack(4, monitoring, collector, token, start);
+        }
+    }
+    Py_DECREF(monitoring);
+    Py_XDECREF(clock);
+    Py_XDECREF(now_ns);
+    Py_XDECREF(settings);
+    Py_XDECREF(service);
+    Py_XDECREF(collector);
+    Py_XDECREF(token);
+    Py_XDECREF(start);
+    return started;
+}
+
+static PyObject *
+end_handler(PyObject *module, PyObject *started)
+{
+    if (!PyTuple_CheckExact(started) || PyTuple_GET_SIZE(started) != 4 || current_var == NULL) {
+        PyErr_SetString(PyExc_TypeError, "end_handler(what begin_handler returned)");
+        return NULL;
+    }
+    PyObject *monitoring = PyTuple_GET_ITEM(started, 0), *collector = PyTuple_GET_ITEM(started, 1);
+    PyObject *now = PyObject_CallNoArgs(perf_counter);
+    PyObject *elapsed = now ? PyNumber_Subtract(now, PyTuple_GET_ITEM(started, 3)) : NULL;
+    Py_XDECREF(now);
+    if (elapsed == NULL || PyContextVar_Reset(current_var, PyTuple_GET_ITEM(started, 2)) < 0) {
+        Py_XDECREF(elapsed);
+        return NULL;
+    }
+    PyObject *points = PyObject_CallMethodOneArg(collector, s_points, elapsed);
+    Py_DECREF(elapsed);
+    int any = points ? PyObject_IsTrue(points) : -1;
+    PyObject *result = any > 0 ? PyObject_CallMethodOneArg(monitoring, s_emit_all, points)
+                               : any == 0 ? Py_NewRef(Py_None) : NULL;
+    Py_XDECREF(points);
+    return result;
+}
+
+static PyObject *
+setup_handlers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_CheckExact(args[0]) || !PyContextVar_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "setup_handlers(finders: dict, python_begin, current: ContextVar, "
+                        "perf_counter)");
+        return NULL;
+    }
+    Py_XSETREF(finders, Py_NewRef(args[0]));
+    Py_XSETREF(python_begin, Py_NewRef(args[1]));
+    Py_XSETREF(current_var, Py_NewRef(args[2]));
+    Py_XSETREF(perf_counter, Py_NewRef(args[3]));
+    Py_RETURN_NONE;
+}
+
 /* -- request points ---------------------------------------------------------------------- */
 
 /* request_points.assign_id and .emit_points, and the request classes' __init__, in C. What
@@ -1220,7 +1330,6 @@ compiled_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *header_key;     /* istr("LUNA-Request-Id") */
 static PyObject *request_id_for; /* request_id.request_id_for */
 static PyObject *python_emit_points;
-static PyObject *perf_counter;
 static PyObject *s_start_ns, *s_start, *s_id, *s_more, *s_headers, *s_get, *s_entries, *s_emit,
     *s_requests, *s_request_id, *s_now_ns, *s_status, *s_method;
 
@@ -1325,12 +1434,9 @@ find_slots(SlotCache *cache, PyObject *object, PyObject **names[], int count)
     }
     cache->type = NULL;
     for (int i = 0; i < count; i++) {
-        PyObject *descr = _PyType_Lookup(type, *names[i]);
-        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
-            ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+        if ((cache->offset[i] = member_offset(type, _PyType_Lookup(type, *names[i]))) < 0) {
             return 0;
         }
-        cache->offset[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
     }
     if (type->tp_version_tag == 0) {
         return 0;
@@ -1725,6 +1831,13 @@ static PyMethodDef methods[] = {
     {"compiled_method", (PyCFunction)(void (*)(void))compiled_method, METH_FASTCALL,
      "compiled_method(qualified_name, python_method): the method (e.g. "
      "'Buffer.append') compiled for its common call, every other call to python_method."},
+    {"setup_handlers", (PyCFunction)(void (*)(void))setup_handlers, METH_FASTCALL,
+     "setup_handlers(finders, python_begin, current, perf_counter): what begin_handler and "
+     "end_handler use and hand over to."},
+    {"begin_handler", (PyCFunction)begin_handler, METH_O,
+     "begin_handler(args): collector._python_begin."},
+    {"end_handler", (PyCFunction)end_handler, METH_O,
+     "end_handler(started): collector._python_end."},
     {"timing", (PyCFunction)(void (*)(void))new_timing, METH_FASTCALL,
      "timing(sink, clock, series, tags): a Timing that appends its point to sink."},
     {NULL},
@@ -1753,6 +1866,8 @@ PyInit__speedups(void)
         {&s_batch_size, "batch_size"}, {&s_format, "format"}, {&s_exif, "exif"},
         {&s_autorotated, "autorotated"}, {&s_image_load, "image_load"},
         {&s_sdkloop_task, "sdkloop_task"}, {&s_usages_statistic, "usages_statistic"},
+        {&s_clock, "clock"}, {&s_now_ns_method, "now_ns"}, {&s_settings, "settings"},
+        {&s_service, "service"}, {&s_points, "points"}, {&s_emit_all, "emit_all"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (*names[i].name == NULL &&

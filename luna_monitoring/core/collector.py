@@ -34,8 +34,6 @@ from .schema import (
 from .speedups import compile_methods, speedups
 
 if TYPE_CHECKING:
-    from contextvars import Token
-
     from .runtime import Monitoring
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -434,44 +432,54 @@ def monitored_estimation(handler: Handler) -> Handler:
 
         @functools.wraps(handler)
         async def monitored(*args: Any, **kwargs: Any) -> Any:
-            monitoring = _monitoring(args)
-            if monitoring is None:
+            started = _begin(args)
+            if started is None:
                 return await handler(*args, **kwargs)
-            collector = EstimationCollector(monitoring.clock.now_ns, monitoring.settings.service)
-            token = _CURRENT.set(collector)
-            start = perf_counter()
             try:
                 return await handler(*args, **kwargs)
             finally:
-                _finish(monitoring, collector, perf_counter() - start, token)
+                _end(started)
 
     else:
 
         @functools.wraps(handler)
         def monitored(*args: Any, **kwargs: Any) -> Any:
-            monitoring = _monitoring(args)
-            if monitoring is None:
+            started = _begin(args)
+            if started is None:
                 return handler(*args, **kwargs)
-            collector = EstimationCollector(monitoring.clock.now_ns, monitoring.settings.service)
-            token = _CURRENT.set(collector)
-            start = perf_counter()
             try:
                 return handler(*args, **kwargs)
             finally:
-                _finish(monitoring, collector, perf_counter() - start, token)
+                _end(started)
 
     with contextlib.suppress(AttributeError, TypeError):  # builtins, slotted callables
         setattr(handler, WRAPPED_BY, monitored)
     return monitored  # type: ignore[return-value]
 
 
-def _finish(
-    monitoring: Monitoring,
-    collector: EstimationCollector,
-    elapsed: float,
-    token: Token[EstimationCollector],
-) -> None:
+def _python_begin(args: tuple) -> tuple | None:
+    """A decorated handler's start: ``(monitoring, collector, token, start)`` with its new
+    collector made current, or ``None`` when monitoring is off (:data:`_begin`: this
+    function, or the same compiled)."""
+    monitoring = _monitoring(args)
+    if monitoring is None:
+        return None
+    collector = EstimationCollector(monitoring.clock.now_ns, monitoring.settings.service)
+    return monitoring, collector, _CURRENT.set(collector), perf_counter()
+
+
+def _python_end(started: tuple) -> None:
+    """A decorated handler's end: the collector no longer current, its points emitted."""
+    monitoring, collector, token, start = started
+    elapsed = perf_counter() - start
     _CURRENT.reset(token)
     points = collector.points(elapsed)
     if points:
         monitoring.emit_all(points)
+
+
+if speedups is None:
+    _begin, _end = _python_begin, _python_end
+else:  # the same in C (core/_speedups.c); an argument of a type not seen yet goes to Python
+    speedups.setup_handlers(_FINDERS, _python_begin, _CURRENT, perf_counter)
+    _begin, _end = speedups.begin_handler, speedups.end_handler
