@@ -23,6 +23,7 @@ from test_point import COUNTERS, ENCODER_SETTINGS, NAME, VM, random_points
 from luna_monitoring.core import collector as collector_module
 from luna_monitoring.core import point as point_module
 from luna_monitoring.core import request_points
+from luna_monitoring.core.buffer import Buffer
 from luna_monitoring.core.point import CountFields, LineEncoder, Point
 from luna_monitoring.core.request_id import is_request_id
 from luna_monitoring.core.request_points import RequestPoints
@@ -598,3 +599,26 @@ def test_compiled_handler_start_and_end_are_the_python_ones(record):
         assert outcomes[0] == outcomes[1] == outcomes[2] == outcomes[3]
         first_request = next((arg for arg in args if isinstance(arg, _HandlerRequest)), None)
         assert (outcomes[0] is None) == (first_request is not on)
+
+
+@compiled
+@pytest.mark.parametrize(
+    ("cls", "call"),
+    [
+        (collector_module.EstimationCollector, lambda c: c.estimation("mask", batch_size=1)),
+        (
+            collector_module.EstimationCollector,
+            lambda c: c.image_load(format="JPEG", exif=True, autorotated=False),
+        ),
+        (collector_module.EstimationCollector, lambda c: c.add_usage("face_detector")),
+        (collector_module.EstimationCollector, lambda c: c.points(0.5)),
+        (Buffer, lambda b: b.append(("requests", 1, {}, {}))),
+        (Buffer, lambda b: b.extend([("requests", 1, {}, {})])),
+    ],
+    ids=["estimation", "image_load", "add_usage", "points", "append", "extend"],
+)
+def test_compiled_methods_of_an_object_never_initialised_raise_as_python_does(cls, call):
+    """Slots not set: the compiled method hands the call to Python, which raises
+    ``AttributeError``, rather than reading what is not there."""
+    with pytest.raises(AttributeError):
+        call(cls.__new__(cls))

@@ -825,12 +825,28 @@ new_usages(void)
     return usages;
 }
 
+/* 1 if ``self`` is an exact EstimationCollector whose slots hold what the compiled methods
+   take them to hold (else the Python method runs, and raises what it raises). */
+static int
+collector_ready(PyObject *self)
+{
+    if (!Py_IS_TYPE(self, collector_type)) {
+        return 0;
+    }
+    PyObject *images = SLOT(self, off_images), *estimations = SLOT(self, off_estimations);
+    PyObject *tag_sets = SLOT(self, off_tag_sets), *usages = SLOT(self, off_usages);
+    return SLOT(self, off_clock) != NULL && SLOT(self, off_start_ns) != NULL && images != NULL &&
+           PyList_CheckExact(images) && estimations != NULL && PyList_CheckExact(estimations) &&
+           tag_sets != NULL && PyDict_CheckExact(tag_sets) && usages != NULL &&
+           (usages == Py_None || Py_IS_TYPE(usages, (PyTypeObject *)count_fields_type));
+}
+
 static PyObject *
 collector_estimation(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     /* (self, series, batch_size=int), series a plain estimator whose tags are cached */
     if (PyVectorcall_NARGS(nargsf) == 2 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 &&
-        PyTuple_GET_ITEM(kwnames, 0) == s_batch_size && Py_IS_TYPE(args[0], collector_type) &&
+        PyTuple_GET_ITEM(kwnames, 0) == s_batch_size && collector_ready(args[0]) &&
         PyLong_CheckExact(args[2])) {
         int plain = PySet_Contains(plain_estimators, args[1]);
         if (plain < 0) {
@@ -851,13 +867,14 @@ collector_image_load(Method *method, PyObject *const *args, size_t nargsf, PyObj
     /* (self, format=str, exif=bool, autorotated=bool), in that order, tags cached */
     if (PyVectorcall_NARGS(nargsf) == 1 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 3 &&
         PyTuple_GET_ITEM(kwnames, 0) == s_format && PyTuple_GET_ITEM(kwnames, 1) == s_exif &&
-        PyTuple_GET_ITEM(kwnames, 2) == s_autorotated && Py_IS_TYPE(args[0], collector_type) &&
+        PyTuple_GET_ITEM(kwnames, 2) == s_autorotated && collector_ready(args[0]) &&
         PyUnicode_CheckExact(args[1]) && PyBool_Check(args[2]) && PyBool_Check(args[3])) {
         PyObject *key = PyTuple_Pack(4, s_image_load, args[1], args[2], args[3]);
         if (key == NULL) {
             return NULL;
         }
-        PyObject *tags = lookup(SLOT(args[0], off_tag_sets), key);
+        /* ready again: making the key can run a collection, whose finalisers run Python */
+        PyObject *tags = collector_ready(args[0]) ? lookup(SLOT(args[0], off_tag_sets), key) : NULL;
         Py_DECREF(key);
         if (tags != NULL) {
             return make_timing(SLOT(args[0], off_images), SLOT(args[0], off_clock), s_image_load,
@@ -872,19 +889,18 @@ collector_add_usage(Method *method, PyObject *const *args, size_t nargsf, PyObje
 {
     /* (self, estimator[, count]), a known estimator, count an int >= 0 within int64 */
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if ((nargs == 2 || nargs == 3) && kwnames == NULL && Py_IS_TYPE(args[0], collector_type) &&
+    if ((nargs == 2 || nargs == 3) && kwnames == NULL && collector_ready(args[0]) &&
         (nargs == 2 || PyLong_CheckExact(args[2]))) {
         PyObject *field = lookup(usage_fields, args[1]);
         int overflow = 0;
         long long count = nargs == 2 ? 1 : PyLong_AsLongLongAndOverflow(args[2], &overflow);
         PyObject *usages = SLOT(args[0], off_usages);
-        if (field != NULL && !overflow && count >= 0 &&
-            (usages == Py_None || Py_IS_TYPE(usages, (PyTypeObject *)count_fields_type))) {
+        if (field != NULL && !overflow && count >= 0) {
             if (usages == Py_None) {
                 if ((usages = new_usages()) == NULL) {
                     return NULL;
                 }
-                Py_SETREF(SLOT(args[0], off_usages), usages);
+                Py_XSETREF(SLOT(args[0], off_usages), usages);
             }
             PyObject *before = PyDict_GetItemWithError(usages, field);
             if (before == NULL) {
@@ -949,41 +965,53 @@ static PyObject *
 collector_points(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     /* (self, execution_time), the tags of sdkloop_task and usages_statistic cached */
-    PyObject *self = args[0], *images, *estimations, *usages, *tag_sets;
-    PyObject *task_tags = NULL, *usage_tags = NULL, *key = NULL;
-    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL || !Py_IS_TYPE(self, collector_type) ||
-        !PyList_CheckExact(images = SLOT(self, off_images)) ||
-        !PyList_CheckExact(estimations = SLOT(self, off_estimations)) ||
-        !PyDict_CheckExact(tag_sets = SLOT(self, off_tag_sets))) {
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL || !collector_ready(args[0])) {
         return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
     }
-    usages = SLOT(self, off_usages);
-    Py_ssize_t image_count = PyList_GET_SIZE(images), estimation_count = PyList_GET_SIZE(estimations);
-    if (image_count == 0 && estimation_count == 0 && usages == Py_None) {
-        return PyList_New(0);
+    /* All held: an allocation can run a collection, whose finalisers run Python. */
+    PyObject *self = args[0], *tag_sets = Py_NewRef(SLOT(self, off_tag_sets));
+    PyObject *images = Py_NewRef(SLOT(self, off_images));
+    PyObject *estimations = Py_NewRef(SLOT(self, off_estimations));
+    PyObject *start_ns = Py_NewRef(SLOT(self, off_start_ns));
+    PyObject *usages = Py_NewRef(SLOT(self, off_usages));
+    PyObject *key = NULL, *task_tags = NULL, *usage_tags = NULL, *fields = NULL, *task = NULL;
+    PyObject *usage = NULL, *points = NULL, *count;
+    if (PyList_GET_SIZE(images) == 0 && PyList_GET_SIZE(estimations) == 0 && usages == Py_None) {
+        points = PyList_New(0);
+        goto done;
     }
-    PyObject *count = PyLong_FromSsize_t(image_count);
-    key = count ? PyTuple_Pack(2, s_sdkloop_task, count) : NULL;
-    Py_XDECREF(count);
+    if ((count = PyLong_FromSsize_t(PyList_GET_SIZE(images))) == NULL) {
+        goto done;
+    }
+    key = PyTuple_Pack(2, s_sdkloop_task, count);
+    Py_DECREF(count);
     if (key == NULL) {
-        return NULL;
+        goto done;
     }
-    task_tags = lookup(tag_sets, key);
-    usage_tags = lookup(tag_sets, s_usages_statistic);
-    Py_DECREF(key);
+    task_tags = Py_XNewRef(lookup(tag_sets, key));
+    usage_tags = Py_XNewRef(lookup(tag_sets, s_usages_statistic));
     if (task_tags == NULL || usage_tags == NULL) {
-        return PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+        points = PyObject_Vectorcall(method->python, args, nargsf, kwnames);
+        goto done;
     }
-    PyObject *start_ns = SLOT(self, off_start_ns), *fields = NULL, *task = NULL, *usage = NULL;
-    PyObject *points = NULL;
-    usages = usages == Py_None ? new_usages() : Py_NewRef(usages);
+    Py_SETREF(usages, usages == Py_None ? new_usages() : Py_NewRef(usages));
     if (usages == NULL || (fields = PyDict_New()) == NULL ||
         PyDict_SetItem(fields, execution_time, args[1]) < 0 ||
         (task = point_tuple(s_sdkloop_task, start_ns, task_tags, fields)) == NULL ||
-        (usage = point_tuple(s_usages_statistic, start_ns, usage_tags, usages)) == NULL ||
-        (points = PyList_New(2 + image_count + estimation_count)) == NULL) {
+        (usage = point_tuple(s_usages_statistic, start_ns, usage_tags, usages)) == NULL) {
         goto done;
     }
+    /* the list made for the lists' sizes as they are once it exists: nothing runs after it */
+    Py_ssize_t image_count, estimation_count;
+    do {
+        Py_XDECREF(points);
+        image_count = PyList_GET_SIZE(images);
+        estimation_count = PyList_GET_SIZE(estimations);
+        if ((points = PyList_New(2 + image_count + estimation_count)) == NULL) {
+            goto done;
+        }
+    } while (image_count != PyList_GET_SIZE(images) ||
+             estimation_count != PyList_GET_SIZE(estimations));
     Py_ssize_t at = 0;
     PyList_SET_ITEM(points, at++, Py_NewRef(task));
     for (Py_ssize_t i = 0; i < image_count; i++) {
@@ -994,7 +1022,14 @@ collector_points(Method *method, PyObject *const *args, size_t nargsf, PyObject 
     }
     PyList_SET_ITEM(points, at, Py_NewRef(usage));
 done:
+    Py_DECREF(tag_sets);
+    Py_DECREF(images);
+    Py_DECREF(estimations);
+    Py_DECREF(start_ns);
     Py_XDECREF(usages);
+    Py_XDECREF(key);
+    Py_XDECREF(task_tags);
+    Py_XDECREF(usage_tags);
     Py_XDECREF(fields);
     Py_XDECREF(task);
     Py_XDECREF(usage);
@@ -1015,9 +1050,12 @@ buffer_has_room(PyObject *self, Py_ssize_t count)
     if (!Py_IS_TYPE(self, buffer_type)) {
         return 0;
     }
-    PyObject *room = SLOT(self, off_room);
-    Py_ssize_t held = PyObject_Size(SLOT(self, off_raw));
-    if (held < 0 || room == NULL || !PyLong_CheckExact(room)) {
+    PyObject *room = SLOT(self, off_room), *raw = SLOT(self, off_raw);
+    if (room == NULL || raw == NULL || !PyLong_CheckExact(room)) {
+        return 0;
+    }
+    Py_ssize_t held = PyObject_Size(raw);
+    if (held < 0) {
         PyErr_Clear();
         return 0;
     }
@@ -1250,8 +1288,13 @@ begin_handler(PyObject *module, PyObject *args)
         if (finder == NULL) {
             return PyErr_Occurred() ? NULL : PyObject_CallOneArg(python_begin, args);
         }
-        if (finder != Py_None && (monitoring = PyObject_CallOneArg(finder, arg)) == NULL) {
-            return NULL;
+        if (finder != Py_None) {
+            Py_INCREF(finder); /* held: a finder may make the finders forget it */
+            monitoring = PyObject_CallOneArg(finder, arg);
+            Py_DECREF(finder);
+            if (monitoring == NULL) {
+                return NULL;
+            }
         }
     }
     if (monitoring == NULL || monitoring == Py_None) {
