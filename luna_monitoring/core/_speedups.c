@@ -39,6 +39,9 @@ static PyObject *checked_fields;    /* collector._checked_fields */
 static PyObject *numeric_fields;    /* collector._NUMERIC_FIELDS: {series: {field: int or float}} */
 static PyObject *execution_time;    /* "execution_time" */
 static PyObject *dumps;             /* orjson.dumps: floats are written as the Python path writes them */
+/* From the standard library, taken when the module is loaded. */
+static PyObject *perf_counter, *urandom; /* time.perf_counter, os.urandom */
+static PyObject *deque_append, *deque_extend; /* the methods of collections.deque */
 
 /* -- encoder ----------------------------------------------------------------------------- */
 
@@ -1041,7 +1044,6 @@ static Py_ssize_t slot_offset(PyTypeObject *type, const char *name);
 /* Buffer.append and .extend while the bound leaves room: deque.append/extend on _raw. */
 static PyTypeObject *buffer_type; /* buffer.Buffer */
 static Py_ssize_t off_raw, off_room;
-static PyObject *deque_append, *deque_extend; /* the methods of collections.deque */
 
 /* Room in an exact Buffer for ``count`` more raw points: 1, or 0 (then Python decides). */
 static int
@@ -1097,18 +1099,6 @@ setup_buffer(PyObject *module, PyObject *type)
     }
     if ((off_raw = slot_offset((PyTypeObject *)type, "_raw")) < 0 ||
         (off_room = slot_offset((PyTypeObject *)type, "_room")) < 0) {
-        return NULL;
-    }
-    PyObject *collections = PyImport_ImportModule("collections");
-    PyObject *deque = collections ? PyObject_GetAttrString(collections, "deque") : NULL;
-    Py_XDECREF(collections);
-    if (deque == NULL) {
-        return NULL;
-    }
-    Py_XSETREF(deque_append, PyObject_GetAttrString(deque, "append"));
-    Py_XSETREF(deque_extend, PyObject_GetAttrString(deque, "extend"));
-    Py_DECREF(deque);
-    if (deque_append == NULL || deque_extend == NULL) {
         return NULL;
     }
     Py_XSETREF(buffer_type, (PyTypeObject *)Py_NewRef(type));
@@ -1272,7 +1262,6 @@ static PyObject *finders;      /* collector._FINDERS: {argument type: finder or 
 static PyObject *python_begin; /* collector._python_begin */
 static PyObject *current_var;  /* collector._CURRENT */
 static PyObject *s_clock, *s_now_ns_method, *s_settings, *s_service, *s_points, *s_emit_all;
-static PyObject *perf_counter; /* time.perf_counter */
 
 static PyObject *
 begin_handler(PyObject *module, PyObject *args)
@@ -1352,16 +1341,14 @@ end_handler(PyObject *module, PyObject *started)
 static PyObject *
 setup_handlers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyDict_CheckExact(args[0]) || !PyContextVar_CheckExact(args[2])) {
+    if (nargs != 3 || !PyDict_CheckExact(args[0]) || !PyContextVar_CheckExact(args[2])) {
         PyErr_SetString(PyExc_TypeError,
-                        "setup_handlers(finders: dict, python_begin, current: ContextVar, "
-                        "perf_counter)");
+                        "setup_handlers(finders: dict, python_begin, current: ContextVar)");
         return NULL;
     }
     Py_XSETREF(finders, Py_NewRef(args[0]));
     Py_XSETREF(python_begin, Py_NewRef(args[1]));
     Py_XSETREF(current_var, Py_NewRef(args[2]));
-    Py_XSETREF(perf_counter, Py_NewRef(args[3]));
     Py_RETURN_NONE;
 }
 
@@ -1379,7 +1366,6 @@ static PyObject *s_start_ns, *s_start, *s_id, *s_more, *s_headers, *s_get, *s_en
 /* Random version-4 UUIDs: 256 at a time from one os.urandom() call; request_id.py has a
    forked child forget those left (forget_uuids), as it does for its own. */
 #define UUIDS_AT_ONCE 256
-static PyObject *urandom; /* os.urandom */
 static unsigned char random_bits[16 * UUIDS_AT_ONCE];
 static int uuids_left;
 
@@ -1656,9 +1642,8 @@ start_hook_call(Method *self, PyObject *const *args, size_t nargsf, PyObject *kw
 static PyObject *
 start_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyCallable_Check(args[1]) || perf_counter == NULL) {
-        PyErr_SetString(PyExc_TypeError,
-                        "start_hook(python_init, base_init, hooks), after setup_requests");
+    if (nargs != 3 || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "start_hook(python_init, base_init, hooks)");
         return NULL;
     }
     return new_method(args[0], (vectorcallfunc)start_hook_call, args + 1, 2);
@@ -1755,15 +1740,13 @@ response_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 setup_requests(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError,
-                        "setup_requests(header_key, request_id_for, emit_points, perf_counter)");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "setup_requests(header_key, request_id_for, emit_points)");
         return NULL;
     }
     Py_XSETREF(header_key, Py_NewRef(args[0]));
     Py_XSETREF(request_id_for, Py_NewRef(args[1]));
     Py_XSETREF(python_emit_points, Py_NewRef(args[2]));
-    Py_XSETREF(perf_counter, Py_NewRef(args[3]));
     Py_RETURN_NONE;
 }
 
@@ -1844,7 +1827,7 @@ static PyMethodDef methods[] = {
     {"setup_timing", (PyCFunction)(void (*)(void))setup_timing, METH_FASTCALL,
      "setup_timing(checked_fields, numeric_fields): what Timing.set checks fields with."},
     {"setup_requests", (PyCFunction)(void (*)(void))setup_requests, METH_FASTCALL,
-     "setup_requests(header_key, request_id_for, emit_points, perf_counter): what "
+     "setup_requests(header_key, request_id_for, emit_points): what "
      "assign_id and emit_points use and hand over to."},
     {"forget_uuids", (PyCFunction)forget_uuids, METH_NOARGS,
      "forget_uuids(): draw new random bits for the next UUID (a forked child)."},
@@ -1875,7 +1858,7 @@ static PyMethodDef methods[] = {
      "compiled_method(qualified_name, python_method): the method (e.g. "
      "'Buffer.append') compiled for its common call, every other call to python_method."},
     {"setup_handlers", (PyCFunction)(void (*)(void))setup_handlers, METH_FASTCALL,
-     "setup_handlers(finders, python_begin, current, perf_counter): what begin_handler and "
+     "setup_handlers(finders, python_begin, current): what begin_handler and "
      "end_handler use and hand over to."},
     {"begin_handler", (PyCFunction)begin_handler, METH_O,
      "begin_handler(args): collector._python_begin."},
@@ -1893,6 +1876,16 @@ static struct PyModuleDef module = {
     .m_size = -1,
     .m_methods = methods,
 };
+
+/* ``module.name`` (a new reference), or NULL with the error set. */
+static PyObject *
+module_attribute(const char *module, const char *name)
+{
+    PyObject *imported = PyImport_ImportModule(module);
+    PyObject *value = imported ? PyObject_GetAttrString(imported, name) : NULL;
+    Py_XDECREF(imported);
+    return value;
+}
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
@@ -1922,15 +1915,18 @@ PyInit__speedups(void)
         PyType_Ready(&MethodType) < 0) {
         return NULL;
     }
-    PyObject *os = PyImport_ImportModule("os");
-    if (os == NULL) {
+    PyObject *deque = NULL;
+    if ((urandom == NULL && (urandom = module_attribute("os", "urandom")) == NULL) ||
+        (perf_counter == NULL &&
+         (perf_counter = module_attribute("time", "perf_counter")) == NULL) ||
+        (deque_append == NULL &&
+         ((deque = module_attribute("collections", "deque")) == NULL ||
+          (deque_append = PyObject_GetAttrString(deque, "append")) == NULL ||
+          (deque_extend = PyObject_GetAttrString(deque, "extend")) == NULL))) {
+        Py_XDECREF(deque);
         return NULL;
     }
-    Py_XSETREF(urandom, PyObject_GetAttrString(os, "urandom"));
-    Py_DECREF(os);
-    if (urandom == NULL) {
-        return NULL;
-    }
+    Py_XDECREF(deque);
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {
         return NULL;

@@ -481,5 +481,5 @@ def _python_end(started: tuple) -> None:
 if speedups is None:
     _begin, _end = _python_begin, _python_end
 else:  # the same in C (core/_speedups.c); an argument of a type not seen yet goes to Python
-    speedups.setup_handlers(_FINDERS, _python_begin, _CURRENT, perf_counter)
+    speedups.setup_handlers(_FINDERS, _python_begin, _CURRENT)
     _begin, _end = speedups.begin_handler, speedups.end_handler

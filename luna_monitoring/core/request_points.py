@@ -301,7 +301,7 @@ if speedups is None:
     emit_points = python_emit_points
     assign_id = python_assign_id
 else:  # the same in C (core/_speedups.c), for the common request
-    speedups.setup_requests(_HEADER_KEY, request_id_for, python_emit_points, perf_counter)
+    speedups.setup_requests(_HEADER_KEY, request_id_for, python_emit_points)
     emit_points = speedups.emit_points
     assign_id = speedups.assign_id
 
