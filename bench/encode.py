@@ -13,10 +13,13 @@ per-round ratios.
 With ``--against REVISION`` the baseline is the package's own ``LineEncoder`` as it was at
 that git revision (its ``core/point.py`` loaded into a module of its own) instead of
 influxdb-client's ``Point``; with ``--python`` it is today's ``LineEncoder`` on its
-pure-Python path (what runs where the compiled hot paths are not built).
+pure-Python path (what runs where the compiled hot paths are not built). With
+``--estimation`` the points are those of ``bench/overhead.py``'s estimation-heavy request
+(14 a request: ``sdkloop_task``, two ``image_load``, ten estimations, ``usages_statistic``),
+recorded by the package's own collector, and the times are given per request too.
 
     python bench/encode.py [--points 100000] [--batch 5000] [--rounds 5]
-                           [--against a921ad7 | --python]
+                           [--against a921ad7 | --python] [--estimation]
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType, ModuleType
 
+from estimation import POINTS_PER_REQUEST, record_request
 from influxdb_client import Point as ClientPoint
 
+from luna_monitoring.core.clock import UniqueClock
+from luna_monitoring.core.collector import EstimationCollector
 from luna_monitoring.core.point import LineEncoder, Point
 
 ROUTES = [
@@ -65,12 +71,24 @@ def make_points(count: int, seed: int = 1) -> list[Point]:
                 "status_code": rng.choice(STATUS_CODES),
             },
             {  # in sorted order, as influxdb-client writes fields
-                "execution_time": rng.uniform(0.0005, 2.0),
+                "execution_time": rng.randrange(500_000, 2_000_000_000) / 1e9,  # whole ns
                 "request_id": request_id(i),
             },
         )
         for i in range(count)
     ]
+
+
+def make_estimation_points(count: int) -> list[Point]:
+    """The points of ``count // 14`` estimation-heavy requests, as the collector records them
+    (the handler of ``bench/overhead.py``'s estimation route)."""
+    clock = UniqueClock()
+    points: list[Point] = []
+    for _ in range(count // POINTS_PER_REQUEST):
+        collector = EstimationCollector(clock.now_ns, "luna-remote-sdk")
+        record_request(collector)
+        points += collector.points(0.001)
+    return points
 
 
 def share_tags(points: list[Point]) -> list[Point]:
@@ -142,9 +160,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--against", metavar="REVISION", help="baseline: LineEncoder at REVISION")
     parser.add_argument("--python", action="store_true", help="baseline: the pure-Python path")
+    parser.add_argument(
+        "--estimation", action="store_true", help="the points of estimation-heavy requests"
+    )
     args = parser.parse_args()
+    if args.estimation and not (args.python or args.against):
+        parser.error("--estimation needs --python or --against: influxdb-client's Point writes "
+                     "these points otherwise (fields sorted, exponents as 1e-07)")  # fmt: skip
 
-    points = make_points(args.points)
+    points = make_estimation_points(args.points) if args.estimation else make_points(args.points)
+    args.points = len(points)
     if args.against:
         baseline, baseline_name = encoder_at(args.against), f"LineEncoder at {args.against}"
     elif args.python:
@@ -169,15 +194,22 @@ def main() -> None:
             for which, make_encode in enumerate(encoders):
                 times.setdefault((mode, which), []).append(cpu_seconds(make_encode(), mode_points))
 
-    print(f"{args.points:,} request points, {args.rounds} alternating rounds, CPU time, medians")
+    kind = "estimation-heavy request" if args.estimation else "request"
+    print(f"{args.points:,} {kind} points, {args.rounds} alternating rounds, CPU time, medians")
     for mode in modes:
         ours, other = times[mode, 0], times[mode, 1]
         ratio = statistics.median(c / o for o, c in zip(ours, other, strict=True))
         print(f"  {mode}:")
         for name, seconds in (("LineEncoder.encode_lines", ours), (baseline_name, other)):
             per_point = statistics.median(seconds) / args.points
+            per_request = (
+                f"  {per_point * POINTS_PER_REQUEST * 1e6:.2f} µs/request"
+                if args.estimation
+                else ""
+            )
             print(
                 f"    {name:26} {1 / per_point:>10,.0f} points/s  {per_point * 1e9:>6,.0f} ns/point"
+                + per_request
             )
         print(f"    ratio {ratio:.3f}x (baseline time / this time)")
 

@@ -84,6 +84,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from estimation import record_request  # noqa: E402
 from load import APP_CPU, LOAD_CPU, TICKS_PER_S, cpu_ticks, parse_or_serve, wrk  # noqa: E402
 from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
 
@@ -108,10 +109,6 @@ VARIANTS = (
 )
 AIOHTTP = "aiohttp-"
 ESTIMATION = "estimation-"
-ESTIMATIONS = (
-    "face_detection", "face_warp", "face_warp_quality", "eyes", "head_pose", "mask", "glasses",
-    "emotions", "basic_attributes", "livenessv1",
-)  # fmt: skip
 
 
 BEFORE = "@before"
@@ -227,18 +224,7 @@ def serve_estimation(monitored: bool, port: int, influx_port: int, database: str
     unmonitored = Unmonitored()
 
     async def estimate(request):
-        collector = current_collector() if monitored else unmonitored
-        for image_format in ("JPEG", "PNG"):
-            with collector.image_load(format=image_format, exif=True, autorotated=False) as load:
-                load.set(size=48_213, height=480, width=640)
-        with collector.estimation("face_detection", batch_size=2) as detection:
-            detection.set(detection_count=2, image_height=480, image_width=640,
-                          face_detection_height=120, face_detection_width=96)  # fmt: skip
-        for series in ESTIMATIONS[1:]:
-            with collector.estimation(series, batch_size=2):
-                pass
-        collector.add_usage("face_detector", 2)
-        collector.add_usage("liveness_estimator", 2)
+        record_request(current_collector() if monitored else unmonitored)
         return text("hello")
 
     app.get("/")(monitored_estimation(estimate) if monitored else estimate)

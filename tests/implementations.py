@@ -37,3 +37,9 @@ def swapped_methods(kind: str, cls: type, names: Iterable[str]) -> Iterator[str]
             python = getattr(method, "__wrapped__", method)
             stack.enter_context(contextlib.contextmanager(swapped)(kind, cls, name, python))
         yield kind
+
+
+def whole_nanoseconds(seconds: float) -> bool:
+    """Whether a duration is the float nearest to a whole number of nanoseconds, as both
+    implementations measure ``execution_time`` (``core.clock.seconds_since``)."""
+    return round(seconds * 1e9) / 1e9 == seconds

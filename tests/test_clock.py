@@ -90,3 +90,13 @@ def test_threads_sharing_a_clock_never_get_the_same_value(UniqueClock):
     every = [value for out in values for value in out]
     assert len(set(every)) == len(every) == 400_000
     assert all(value % 1024 == 3 for value in every)
+
+
+def test_seconds_since_is_whole_nanoseconds_of_the_monotonic_clock():
+    start = time.perf_counter_ns() - 123_456_789
+    before = time.perf_counter_ns()
+    seconds = clock_module.seconds_since(start)
+    after = time.perf_counter_ns()
+    assert (before - start) / 1e9 <= seconds <= (after - start) / 1e9
+    assert round(seconds * 1e9) / 1e9 == seconds
+    assert len(repr(seconds)) <= len("0.123456789") + 3  # no binary remainder

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from apps.equivalent import monitoring_of, route
-from implementations import KINDS, swapped, swapped_methods
+from implementations import KINDS, swapped, swapped_methods, whole_nanoseconds
 from servers import InfluxDatabase
 
 from luna_monitoring import EstimationCollector, current_collector, monitored_estimation
@@ -231,7 +231,10 @@ class TestRequestPoints:
         assert before <= task["time"] < loads[0]["time"] < loads[1]["time"] < detection["time"]
         assert detection["time"] <= after
         assert usages.pop("time") == task.pop("time")
-        assert 0.05 <= task.pop("execution_time") < 5
+        durations = [task.pop("execution_time"), detection["execution_time"]]
+        durations += [load["execution_time"] for load in loads]
+        assert all(whole_nanoseconds(seconds) for seconds in durations), durations
+        assert 0.05 <= durations[0] < 5
         assert task == {"service": SERVICE, "image_count": "2"}
         assert usages == {"service": SERVICE, **NO_USAGES, "face_detector_usages": 3}
         for load, size in zip(loads, (1000, 2000), strict=True):

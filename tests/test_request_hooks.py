@@ -13,6 +13,7 @@ import aiohttp
 import httpx
 import pytest
 from apps.equivalent import monitoring_of
+from implementations import whole_nanoseconds
 from sanic import Request
 from sanic.response import empty, json, text
 from servers import InfluxDatabase
@@ -90,6 +91,7 @@ class TestRequestsPoint:
         [point] = await stored(app, influx_db, "requests")
         assert before <= point["time"] < before + 500_000_000  # the end is 1 s later
         assert 1 <= point["execution_time"] <= (after - point["time"]) / 1e9
+        assert whole_nanoseconds(point["execution_time"]), point["execution_time"]
 
     async def test_success_emits_no_errors_point(self, served, influx_db):
         app, client = await served()

@@ -112,6 +112,93 @@ def test_compiled_encoder_on_cached_points_with_any_value(text, number, dialect)
     assert encoded_twice(points, dialect, True) == encoded_twice(points, dialect, False)
 
 
+def _durations(nanoseconds: int) -> list[float]:
+    """The duration of ``nanoseconds`` as measured (its nearest float), the floats beside it,
+    and its negative: only the first is written without orjson."""
+    seconds = nanoseconds / 1e9
+    return [seconds, math.nextafter(seconds, 0), math.nextafter(seconds, math.inf), -seconds]
+
+
+def _one_field_points(values: list[float]) -> list:
+    tags = MappingProxyType({"service": "s"})
+    return [("requests", 1, tags, {"execution_time": value}) for value in values]
+
+
+@compiled
+def test_compiled_encoder_writes_every_small_duration_as_python_does():
+    """Every duration up to 0.2 ms, and those at the boundaries of the fixed and the exponent
+    forms and of the fast path (10**6 s), written as orjson writes them."""
+    values = [n / 1e9 for n in range(1, 200_000)]
+    for digits in range(16):
+        for n in (10**digits - 1, 10**digits, 10**digits + 1, 15 * 10**digits, 123456789):
+            values += _durations(n * 10 ** max(0, digits - 9))
+    values += [0.0, -0.0, 1e6, math.nextafter(1e6, 0), 5e-324, 4e-10, 6e-10]
+    points = _one_field_points(values)
+    assert encoded_twice(points, "influxdb", True) == encoded_twice(points, "influxdb", False)
+
+
+@compiled
+@ENCODER_SETTINGS
+@given(nanoseconds=st.lists(st.integers(1, 10**15), min_size=1, max_size=20))
+def test_compiled_encoder_writes_any_duration_as_python_does(nanoseconds):
+    points = _one_field_points([v for n in nanoseconds for v in _durations(n)])
+    assert encoded_twice(points, "influxdb", True) == encoded_twice(points, "influxdb", False)
+
+
+@compiled
+@ENCODER_SETTINGS
+@given(order=st.lists(st.integers(0, 99), min_size=1, max_size=300), fresh=st.booleans())
+def test_compiled_encoder_finds_shared_tag_sets_by_identity_only_while_they_live(order, fresh):
+    """More shared tag sets than the compiled encoder keeps at hand, in any order, each under
+    two series; ``fresh``: each point's tag set made as it is read and freed after it, so
+    that a later one may get its address."""
+    sets = [MappingProxyType({"service": "s", "route": f"r{i}"}) for i in range(100)]
+
+    def points(use_compiled: bool) -> list[str]:
+        saved = point_module._speedups
+        point_module._speedups = saved if use_compiled else None
+        try:
+            made = (
+                (("a", "b")[i % 2], i + 1, (MappingProxyType(dict(sets[i])) if fresh else sets[i]),
+                 {"n": i})
+                for i in order
+            )  # fmt: skip
+            return LineEncoder().encode_lines(made)
+        finally:
+            point_module._speedups = saved
+
+    assert points(True) == points(False)
+    assert [line.split(" ")[0] for line in points(True)] == [
+        f"{('a', 'b')[i % 2]},route=r{i},service=s" for i in order
+    ]
+
+
+@compiled
+def test_compiled_encoder_reuses_usage_counts_text_only_for_the_same_values():
+    """Usage counts alike, equal but other int objects, and changed, in one call."""
+    big = INT64_MAX - 1
+    counts = [(0, 2, 2), (0, 2, 2), (1, 2, 2), (0, 2, 2), (big, 0, 0), (int(str(big)), 0, 0),
+              (True, 0, 0), (1, 0, 0), (0, 0, 0)]  # fmt: skip
+    points = [
+        ("usages_statistic", i + 1, {"service": "s"}, CountFields(zip(COUNT_KEYS, c, strict=True)))
+        for i, c in enumerate(counts)
+    ]
+    compiled_lines = encoded_twice(points, "influxdb", True)
+    assert compiled_lines == encoded_twice(points, "influxdb", False)
+    fields = [line.split(" ", 1)[1].rsplit(" ", 1)[0] for line in compiled_lines[0][0]]
+    assert fields == [
+        "a_usages=0i,b_usages=2i,c\\ usages=2i",
+        "a_usages=0i,b_usages=2i,c\\ usages=2i",
+        "a_usages=1i,b_usages=2i,c\\ usages=2i",
+        "a_usages=0i,b_usages=2i,c\\ usages=2i",
+        f"a_usages={big}i,b_usages=0i,c\\ usages=0i",
+        f"a_usages={big}i,b_usages=0i,c\\ usages=0i",
+        "a_usages=true,b_usages=0i,c\\ usages=0i",
+        "a_usages=1i,b_usages=0i,c\\ usages=0i",
+        "a_usages=0i,b_usages=0i,c\\ usages=0i",
+    ]
+
+
 def _wheel(tmp_path: Path, compiler: str | None) -> zipfile.ZipFile:
     """A wheel of this project built from a copy of its sources, with ``CC`` set to
     ``compiler`` (``/bin/false``: a machine without a working C compiler)."""
@@ -176,7 +263,7 @@ class FakeRequest:
     __slots__ = ("_luna_id", "_luna_more", "_luna_start", "_luna_start_ns", "headers", "method")
 
     def __init__(self, start_ns: int, headers: dict, method: str = "GET") -> None:
-        self._luna_start_ns, self._luna_start = start_ns, time.perf_counter()
+        self._luna_start_ns, self._luna_start = start_ns, time.perf_counter_ns()
         self._luna_id = self._luna_more = None
         self.headers = CIMultiDict(headers)
         self.method = method

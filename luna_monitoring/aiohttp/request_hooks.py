@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable
-from time import perf_counter
+from time import perf_counter_ns
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -72,7 +72,7 @@ class RequestHooks(RequestPoints):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 base_init(self, *args, **kwargs)
                 self._luna_start_ns = hooks._now_ns()
-                self._luna_start = perf_counter()
+                self._luna_start = perf_counter_ns()
                 self._luna_id = self._luna_more = None
 
             def _prepare_hook(self, response: web.StreamResponse) -> Awaitable[None]:

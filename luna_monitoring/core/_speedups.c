@@ -40,8 +40,36 @@ static PyObject *numeric_fields;    /* collector._NUMERIC_FIELDS: {series: {fiel
 static PyObject *execution_time;    /* "execution_time" */
 static PyObject *dumps;             /* orjson.dumps: floats are written as the Python path writes them */
 /* From the standard library, taken when the module is loaded. */
-static PyObject *perf_counter, *urandom; /* time.perf_counter, os.urandom */
+static PyObject *perf_counter_ns, *urandom; /* time.perf_counter_ns, os.urandom */
 static PyObject *deque_append, *deque_extend; /* the methods of collections.deque */
+
+/* The value of an int into value, its reference released; -1 with the error set, also for
+   NULL (the error of the call that made it). */
+static int
+take_long_long(PyObject *number, long long *value)
+{
+    if (number == NULL) {
+        return -1;
+    }
+    *value = PyLong_AsLongLong(number);
+    Py_DECREF(number);
+    return *value == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The seconds since start (an int of perf_counter_ns), as a float of whole nanoseconds:
+   what seconds_since of the clock module returns. New reference. */
+static PyObject *
+seconds_since(PyObject *start)
+{
+    PyObject *now = PyObject_CallNoArgs(perf_counter_ns);
+    PyObject *elapsed = now ? PyNumber_Subtract(now, start) : NULL;
+    Py_XDECREF(now);
+    long long nanoseconds;
+    if (take_long_long(elapsed, &nanoseconds) < 0) {
+        return NULL;
+    }
+    return PyFloat_FromDouble((double)nanoseconds / 1e9);
+}
 
 /* -- encoder ----------------------------------------------------------------------------- */
 
@@ -51,9 +79,18 @@ typedef struct {
     char ascii[ASCII_CHARS];
 } Piece;
 
+/* A prefix found in one call, for a shared tag set and a series (strong refs: an object
+   freed during the call cannot lend its address to another). */
+typedef struct {
+    PyObject *tags, *series, *prefix;
+} Recent;
+
+#define RECENT 32 /* more than the tag sets of a request's points */
+
 typedef struct {
     PyObject *prefixes, *shared, *keys, *counts; /* the encoder's caches (dicts) */
-    PyObject *last_tags, *last_series, *last_prefix; /* the previous point's (strong refs) */
+    Recent recent[RECENT]; /* by the addresses of the tags and the series */
+    PyObject *last_counts, *last_counts_text; /* cached_counts' last key and text (strong) */
     Py_ssize_t max_chars;                          /* lines this long are measured: Python path */
     int bounded;
     Piece pieces[MAX_PIECES];
@@ -139,6 +176,60 @@ format_int(char *text, char prefix, long long value, char suffix)
     return length;
 }
 
+/* A float that is a whole number of nanoseconds in seconds, 0 < x < 10**6 (how the package
+   measures execution times), as orjson writes it, into text (ASCII_CHARS long); its length,
+   or 0 for any other float. Such a float is the double nearest to n / 10**9 for an n of at
+   most 15 digits, and a decimal of at most 15 significant digits is the shortest that reads
+   back as the double nearest to it: the digits of n without trailing zeros, written fixed
+   from 10**-5 up and in exponent form below (orjson's shortest representation). */
+static Py_ssize_t
+format_seconds(char *text, double seconds)
+{
+    if (!(seconds > 0.0 && seconds < 1e6)) {
+        return 0;
+    }
+    long long nanoseconds = llround(seconds * 1e9);
+    if (nanoseconds <= 0 || (double)nanoseconds / 1e9 != seconds) {
+        return 0;
+    }
+    int exponent = -9; /* seconds == digits * 10**exponent */
+    while (nanoseconds % 10 == 0) {
+        nanoseconds /= 10;
+        exponent++;
+    }
+    char digits[24];
+    int count = (int)format_int(digits, 0, nanoseconds, 0);
+    int point = count + exponent; /* digits before the decimal point (<= 0: zeros after it) */
+    Py_ssize_t length = 0;
+    if (exponent >= 0) { /* whole seconds */
+        memcpy(text, digits, (size_t)count);
+        length = count;
+        memset(text + length, '0', (size_t)exponent);
+        length += exponent;
+        memcpy(text + length, ".0", 2);
+        return length + 2;
+    }
+    if (point > 0) {
+        memcpy(text, digits, (size_t)point);
+        text[point] = '.';
+        memcpy(text + point + 1, digits + point, (size_t)(count - point));
+        return count + 1;
+    }
+    if (point > -5) {
+        memcpy(text, "0.", 2);
+        memset(text + 2, '0', (size_t)-point);
+        memcpy(text + 2 - point, digits, (size_t)count);
+        return 2 - point + count;
+    }
+    text[length++] = digits[0];
+    if (count > 1) {
+        text[length++] = '.';
+        memcpy(text + length, digits + 1, (size_t)(count - 1));
+        length += count - 1;
+    }
+    return length + format_int(text + length, 'e', point - 1, 0);
+}
+
 /* " <time_ns>": 0 unless time_ns is an int InfluxDB accepts. */
 static int
 add_time(Line *line, PyObject *time_ns)
@@ -199,32 +290,50 @@ cached_prefix(Line *line, PyObject *series, PyObject *tags)
     return prefix;
 }
 
-/* The cached text of CountFields (borrowed), or NULL. */
+/* Whether fields holds, in order, the values after the series in key (the same objects). */
+static int
+same_counts(PyObject *key, PyObject *series, PyObject *fields)
+{
+    if (key == NULL || PyTuple_GET_ITEM(key, 0) != series ||
+        PyTuple_GET_SIZE(key) != 1 + PyDict_GET_SIZE(fields)) {
+        return 0;
+    }
+    Py_ssize_t position = 0, index = 1;
+    PyObject *name, *value;
+    while (PyDict_Next(fields, &position, &name, &value)) {
+        if (value != PyTuple_GET_ITEM(key, index++)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The cached text of CountFields (borrowed), or NULL. The key and text of the last one found
+   are kept: the counts of most requests are the same small ints. */
 static PyObject *
 cached_counts(Line *line, PyObject *series, PyObject *fields)
 {
-    PyObject *values = PyDict_Values(fields);
-    if (values == NULL) {
-        PyErr_Clear();
-        return NULL;
+    if (same_counts(line->last_counts, series, fields)) {
+        return line->last_counts_text;
     }
-    Py_ssize_t size = PyList_GET_SIZE(values);
-    PyObject *key = PyTuple_New(1 + size);
+    Py_ssize_t size = PyDict_GET_SIZE(fields), index = 1, position = 0;
+    PyObject *key = PyTuple_New(1 + size), *name, *value;
     if (key == NULL) {
-        Py_DECREF(values);
         PyErr_Clear();
         return NULL;
     }
-    Py_INCREF(series);
-    PyTuple_SET_ITEM(key, 0, series);
-    for (Py_ssize_t i = 0; i < size; i++) {
-        PyObject *value = PyList_GET_ITEM(values, i);
-        Py_INCREF(value);
-        PyTuple_SET_ITEM(key, i + 1, value);
+    PyTuple_SET_ITEM(key, 0, Py_NewRef(series));
+    while (index <= size && PyDict_Next(fields, &position, &name, &value)) {
+        PyTuple_SET_ITEM(key, index++, Py_NewRef(value));
     }
-    Py_DECREF(values);
-    PyObject *text = lookup(line->counts, key);
-    Py_DECREF(key);
+    PyObject *text = index == 1 + size ? lookup(line->counts, key) : NULL;
+    if (text != NULL) {
+        Py_XSETREF(line->last_counts, key);
+        Py_XSETREF(line->last_counts_text, Py_NewRef(text));
+    }
+    else {
+        Py_DECREF(key);
+    }
     return text;
 }
 
@@ -261,6 +370,11 @@ add_field(Line *line, PyObject *name, PyObject *value, const char *sep)
         return 0;
     }
     if (PyFloat_CheckExact(value)) {
+        char seconds[ASCII_CHARS];
+        Py_ssize_t length = format_seconds(seconds, PyFloat_AS_DOUBLE(value));
+        if (length) {
+            return add_ascii(line, seconds, length);
+        }
         PyObject *text = PyObject_CallOneArg(dumps, value);
         if (text == NULL || !PyBytes_CheckExact(text)) {
             PyErr_Clear();
@@ -311,21 +425,27 @@ cached_line(Line *line, PyObject *point)
     line->count = 0;
     line->total = 0;
     line->max_char = 0x7f;
+    Recent *recent = NULL;
+    if (Py_IS_TYPE(tags, &PyDictProxy_Type)) { /* a shared tag set, found by identity */
+        recent = &line->recent[(((uintptr_t)tags >> 4) ^ ((uintptr_t)series >> 4)) % RECENT];
+    }
     PyObject *prefix;
-    if (tags == line->last_tags && series == line->last_series) {
-        prefix = line->last_prefix;
+    if (recent != NULL && recent->tags == tags && recent->series == series) {
+        prefix = recent->prefix;
     }
     else {
         prefix = cached_prefix(line, series, tags);
         if (prefix == NULL || !PyUnicode_CheckExact(prefix)) {
             return NULL;
         }
-        Py_INCREF(tags);
-        Py_INCREF(series);
-        Py_INCREF(prefix);
-        Py_XSETREF(line->last_tags, tags);
-        Py_XSETREF(line->last_series, series);
-        Py_XSETREF(line->last_prefix, prefix);
+        if (recent != NULL) {
+            Py_INCREF(tags);
+            Py_INCREF(series);
+            Py_INCREF(prefix);
+            Py_XSETREF(recent->tags, tags);
+            Py_XSETREF(recent->series, series);
+            Py_XSETREF(recent->prefix, prefix);
+        }
     }
     if (!add_text(line, prefix)) {
         return NULL;
@@ -457,7 +577,8 @@ encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyErr_NoMemory();
     }
     line->prefixes = line->shared = line->keys = line->counts = NULL;
-    line->last_tags = line->last_series = line->last_prefix = NULL;
+    memset(line->recent, 0, sizeof line->recent);
+    line->last_counts = line->last_counts_text = NULL;
     if (get_cache(encoder, "_prefixes", &line->prefixes) < 0 ||
         get_cache(encoder, "_shared", &line->shared) < 0 ||
         get_cache(encoder, "_field_keys", &line->keys) < 0 ||
@@ -508,9 +629,13 @@ done:
     Py_XDECREF(line->shared);
     Py_XDECREF(line->keys);
     Py_XDECREF(line->counts);
-    Py_XDECREF(line->last_tags);
-    Py_XDECREF(line->last_series);
-    Py_XDECREF(line->last_prefix);
+    Py_XDECREF(line->last_counts);
+    Py_XDECREF(line->last_counts_text);
+    for (int i = 0; i < RECENT; i++) {
+        Py_XDECREF(line->recent[i].tags);
+        Py_XDECREF(line->recent[i].series);
+        Py_XDECREF(line->recent[i].prefix);
+    }
     PyMem_Free(line);
     return result;
 }
@@ -618,8 +743,9 @@ timing_exit(Timing *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "__exit__ without __enter__");
         return NULL;
     }
-    double elapsed = (double)(end.tv_sec - self->start.tv_sec) +
-                     (double)(end.tv_nsec - self->start.tv_nsec) * 1e-9;
+    /* whole nanoseconds, as seconds_since */
+    double elapsed = (double)((long long)(end.tv_sec - self->start.tv_sec) * 1000000000LL +
+                              (end.tv_nsec - self->start.tv_nsec)) / 1e9;
     /* set()'s fields (execution_time added unless set), else a new dict of it alone */
     PyObject *fields = self->fields ? Py_NewRef(self->fields) : PyDict_New();
     int has = fields ? PyDict_Contains(fields, execution_time) : -1;
@@ -1299,7 +1425,7 @@ begin_handler(PyObject *module, PyObject *args)
         PyObject *init[2] = {now_ns, service};
         if ((collector = PyObject_Vectorcall((PyObject *)collector_type, init, 2, NULL)) != NULL &&
             (token = PyContextVar_Set(current_var, collector)) != NULL &&
-            (start = PyObject_CallNoArgs(perf_counter)) != NULL) {
+            (start = PyObject_CallNoArgs(perf_counter_ns)) != NULL) {
             started = PyTuple_Pack(4, monitoring, collector, token, start);
         }
     }
@@ -1322,9 +1448,7 @@ end_handler(PyObject *module, PyObject *started)
         return NULL;
     }
     PyObject *monitoring = PyTuple_GET_ITEM(started, 0), *collector = PyTuple_GET_ITEM(started, 1);
-    PyObject *now = PyObject_CallNoArgs(perf_counter);
-    PyObject *elapsed = now ? PyNumber_Subtract(now, PyTuple_GET_ITEM(started, 3)) : NULL;
-    Py_XDECREF(now);
+    PyObject *elapsed = seconds_since(PyTuple_GET_ITEM(started, 3));
     if (elapsed == NULL || PyContextVar_Reset(current_var, PyTuple_GET_ITEM(started, 2)) < 0) {
         Py_XDECREF(elapsed);
         return NULL;
@@ -1506,13 +1630,8 @@ assign_id(PyObject *module, PyObject *request)
         return NULL;
     }
     const SlotCache *slots = REQUEST_SLOTS(request);
-    PyObject *start_ns = get_attribute(request, slots, request_names, START_NS);
-    if (start_ns == NULL) {
-        return NULL;
-    }
-    long long nanoseconds = PyLong_AsLongLong(start_ns);
-    Py_DECREF(start_ns);
-    if (nanoseconds == -1 && PyErr_Occurred()) {
+    long long nanoseconds;
+    if (take_long_long(get_attribute(request, slots, request_names, START_NS), &nanoseconds) < 0) {
         return NULL;
     }
     long long seconds = nanoseconds / 1000000000LL;
@@ -1557,7 +1676,7 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(start_ns);
         return start_ns ? Py_NewRef(Py_None) : NULL;
     }
-    PyObject *more = NULL, *entries = NULL, *result = NULL, *now = NULL, *start = NULL;
+    PyObject *more = NULL, *entries = NULL, *result = NULL, *start = NULL;
     PyObject *elapsed = NULL, *fields = NULL, *point = NULL, *emit = NULL, *entry = NULL;
     int overflow = 1;
     long code = PyLong_CheckExact(status) ? PyLong_AsLongAndOverflow(status, &overflow) : 0;
@@ -1580,9 +1699,8 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     PyObject *tags = PyTuple_GET_ITEM(entry, 0);
-    if ((now = PyObject_CallNoArgs(perf_counter)) == NULL ||
-        (start = get_attribute(request, slots, request_names, START)) == NULL ||
-        (elapsed = PyNumber_Subtract(now, start)) == NULL || (fields = PyDict_New()) == NULL ||
+    if ((start = get_attribute(request, slots, request_names, START)) == NULL ||
+        (elapsed = seconds_since(start)) == NULL || (fields = PyDict_New()) == NULL ||
         PyDict_SetItem(fields, s_request_id, args[2]) < 0 ||
         PyDict_SetItem(fields, execution_time, elapsed) < 0 ||
         (point = PyTuple_Pack(4, s_requests, start_ns, tags, fields)) == NULL ||
@@ -1596,7 +1714,6 @@ done:
     Py_XDECREF(entry);
     Py_XDECREF(more);
     Py_XDECREF(entries);
-    Py_XDECREF(now);
     Py_XDECREF(start);
     Py_XDECREF(elapsed);
     Py_XDECREF(fields);
@@ -1624,7 +1741,7 @@ start_hook_call(Method *self, PyObject *const *args, size_t nargsf, PyObject *kw
     const SlotCache *slots = REQUEST_SLOTS(request);
     PyObject *now_ns = get_attribute(hooks, HOOKS_SLOTS(hooks), hooks_names, NOW_NS);
     PyObject *start_ns = now_ns ? PyObject_CallNoArgs(now_ns) : NULL;
-    PyObject *start = start_ns ? PyObject_CallNoArgs(perf_counter) : NULL;
+    PyObject *start = start_ns ? PyObject_CallNoArgs(perf_counter_ns) : NULL;
     int failed = start == NULL ||
                  set_attribute(request, slots, request_names, START_NS, start_ns) < 0 ||
                  set_attribute(request, slots, request_names, START, start) < 0 ||
@@ -1836,7 +1953,7 @@ static PyMethodDef methods[] = {
      "(request_id.new_request_id)."},
     {"start_hook", (PyCFunction)(void (*)(void))start_hook, METH_FASTCALL,
      "start_hook(python_init, base_init, hooks): python_init compiled for a request class: "
-     "base_init, then the start timestamps from hooks._now_ns and perf_counter."},
+     "base_init, then the start timestamps from hooks._now_ns and perf_counter_ns."},
     {"response_hook", (PyCFunction)(void (*)(void))response_hook, METH_FASTCALL,
      "response_hook(python_hook, base_hook, hooks, header_name, header_type, route_attrs): "
      "a request class's response hook: the id header (header_type(id), or the id if None), "
@@ -1917,8 +2034,8 @@ PyInit__speedups(void)
     }
     PyObject *deque = NULL;
     if ((urandom == NULL && (urandom = module_attribute("os", "urandom")) == NULL) ||
-        (perf_counter == NULL &&
-         (perf_counter = module_attribute("time", "perf_counter")) == NULL) ||
+        (perf_counter_ns == NULL &&
+         (perf_counter_ns = module_attribute("time", "perf_counter_ns")) == NULL) ||
         (deque_append == NULL &&
          ((deque = module_attribute("collections", "deque")) == NULL ||
           (deque_append = PyObject_GetAttrString(deque, "append")) == NULL ||

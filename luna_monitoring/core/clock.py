@@ -11,14 +11,24 @@ Handlers' threads (``asyncio.to_thread``) share their worker's clock. :meth:`Uni
 needs no lock for that: between reading the last value and storing the new one there is no
 call and no backward jump, the only places where CPython's GIL hands over to another thread
 (``tests/test_clock.py`` checks it with eight threads switching every microsecond).
+
+Durations (``execution_time``) are measured on the monotonic clock in whole nanoseconds:
+:func:`seconds_since` a ``perf_counter_ns()`` start.
 """
 
 from __future__ import annotations
 
-from time import time_ns
+from time import perf_counter_ns, time_ns
 
 from .schema import INT64_MAX
 from .speedups import speedups
+
+
+def seconds_since(start: int) -> float:
+    """The seconds since ``start`` (a ``perf_counter_ns()``): the float nearest to a whole
+    number of nanoseconds, which the encoder writes without a binary remainder (``0.000123``,
+    not ``0.00012300000000000001``)."""
+    return (perf_counter_ns() - start) / 1e9
 
 
 class PythonUniqueClock:

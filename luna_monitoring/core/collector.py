@@ -4,10 +4,10 @@ A decorated handler gets its own :class:`EstimationCollector` in a context varia
 handler, the tasks it creates and its ``asyncio.to_thread`` calls record into it and never
 into another request's (``loop.run_in_executor`` does not copy the context: there the
 collector records nothing). Every call is validated at once (``ValueError``), stamped with
-the worker's unique clock at its start and timed with ``perf_counter``; estimator points
-with the same tags share one read-only mapping of them. When the handler returns or raises,
-the request's points are appended to the writer's buffer; a block that raises records
-nothing, and what is recorded after the handler has finished is dropped.
+the worker's unique clock at its start and timed in whole nanoseconds (``perf_counter_ns``);
+estimator points with the same tags share one read-only mapping of them. When the handler
+returns or raises, the request's points are appended to the writer's buffer; a block that
+raises records nothing, and what is recorded after the handler has finished is dropped.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import functools
 import inspect
 from collections.abc import Callable, Hashable, Mapping
 from contextvars import ContextVar
-from time import perf_counter
+from time import perf_counter_ns
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .caches import with_room
+from .clock import seconds_since
 from .point import CountFields, PointTuple
 from .schema import (
     ESTIMATOR_SERIES,
@@ -145,11 +146,11 @@ class PythonTiming:
 
     def __enter__(self) -> PythonTiming:
         self._time_ns = self._clock()
-        self._start = perf_counter()
+        self._start = perf_counter_ns()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: Any, traceback: Any) -> None:
-        elapsed = perf_counter() - self._start
+        elapsed = (perf_counter_ns() - self._start) / 1e9  # seconds_since, without its call
         if exc_type is None:
             fields = self._fields
             if fields is None:
@@ -465,13 +466,13 @@ def _python_begin(args: tuple) -> tuple | None:
     if monitoring is None:
         return None
     collector = EstimationCollector(monitoring.clock.now_ns, monitoring.settings.service)
-    return monitoring, collector, _CURRENT.set(collector), perf_counter()
+    return monitoring, collector, _CURRENT.set(collector), perf_counter_ns()
 
 
 def _python_end(started: tuple) -> None:
     """A decorated handler's end: the collector no longer current, its points emitted."""
     monitoring, collector, token, start = started
-    elapsed = perf_counter() - start
+    elapsed = seconds_since(start)
     _CURRENT.reset(token)
     points = collector.points(elapsed)
     if points:

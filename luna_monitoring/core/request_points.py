@@ -2,7 +2,7 @@
 
 An adapter (``luna_monitoring.sanic``, ``luna_monitoring.aiohttp``) gives each monitored
 request four attributes: ``_luna_start_ns`` (the worker clock's timestamp when the request's
-head was parsed; ``None`` once its points are made), ``_luna_start`` (``perf_counter`` then),
+head was parsed; ``None`` once its points are made), ``_luna_start`` (``perf_counter_ns()`` then),
 ``_luna_id`` (its request id once made) and ``_luna_more`` (tags and fields added by the
 handler). Its hooks subclass :class:`RequestPoints`, naming routes
 (:meth:`RequestPoints.route_name`) and finding error codes
@@ -23,7 +23,6 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Collection, Hashable
 from decimal import Decimal
-from time import perf_counter
 from types import MappingProxyType
 from typing import Any
 
@@ -31,6 +30,7 @@ from multidict import istr
 from orjson import loads
 
 from .caches import with_room
+from .clock import seconds_since
 from .point import Dropped, PointTuple
 from .request_id import REQUEST_ID_HEADER, new_request_id, request_id_for
 from .schema import SERIES, field_value, tag_value
@@ -153,7 +153,7 @@ def python_emit_points(
     if start_ns is None:  # a second response: no points
         return
     request._luna_start_ns = None
-    execution_time = perf_counter() - request._luna_start
+    execution_time = seconds_since(request._luna_start)
     entry = hooks._entries.get(key)
     if entry is None:
         entry = hooks._entry(request, status, key)

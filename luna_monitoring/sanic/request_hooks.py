@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Awaitable
-from time import perf_counter
+from time import perf_counter_ns
 from typing import Any
 
 from sanic import HTTPResponse, Request
@@ -102,7 +102,7 @@ class RequestHooks(RequestPoints):
                     self, url_bytes, headers, version, method, transport, app, head, stream_id
                 )
                 self._luna_start_ns = hooks._now_ns()
-                self._luna_start = perf_counter()
+                self._luna_start = perf_counter_ns()
                 self._luna_id = self._luna_more = None
 
             @property
