@@ -56,20 +56,176 @@ take_long_long(PyObject *number, long long *value)
     return *value == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
-/* The seconds since start (an int of perf_counter_ns), as a float of whole nanoseconds:
-   what seconds_since of the clock module returns. New reference. */
-static PyObject *
-seconds_since(PyObject *start)
+/* The seconds since start (an int of perf_counter_ns) into seconds, a whole number of
+   nanoseconds: what seconds_since of the clock module returns; -1 with an error set. */
+static int
+elapsed_seconds(PyObject *start, double *seconds)
 {
     PyObject *now = PyObject_CallNoArgs(perf_counter_ns);
     PyObject *elapsed = now ? PyNumber_Subtract(now, start) : NULL;
     Py_XDECREF(now);
     long long nanoseconds;
     if (take_long_long(elapsed, &nanoseconds) < 0) {
+        return -1;
+    }
+    *seconds = (double)nanoseconds / 1e9;
+    return 0;
+}
+
+/* -- timed points ------------------------------------------------------------------------ */
+
+/* A point of the compiled request path that reads as the tuple (series, time_ns, tags,
+   fields), fields being {name: text, "execution_time": seconds} (name and text optional),
+   made anew each time it is read. One object where the tuple is three (tuple, dict, float),
+   and, unlike them, neither tracked by the garbage collector nor counted towards its
+   collections while it waits in the buffer. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *series, *time_ns, *tags;
+    PyObject *name, *text; /* a first field, or both NULL */
+    double seconds;
+} TimedPoint;
+
+static PyTypeObject TimedPointType;
+
+static PyObject *
+timed_point(PyObject *series, PyObject *time_ns, PyObject *tags, double seconds,
+            PyObject *name, PyObject *text)
+{
+    TimedPoint *self = PyObject_New(TimedPoint, &TimedPointType);
+    if (self == NULL) {
         return NULL;
     }
-    return PyFloat_FromDouble((double)nanoseconds / 1e9);
+    self->series = Py_NewRef(series);
+    self->time_ns = Py_NewRef(time_ns);
+    self->tags = Py_NewRef(tags);
+    self->name = name && text ? Py_NewRef(name) : NULL;
+    self->text = name && text ? Py_NewRef(text) : NULL;
+    self->seconds = seconds;
+    return (PyObject *)self;
 }
+
+static PyObject *
+timed_point_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *series, *time_ns, *tags, *name = NULL, *text = NULL;
+    double seconds;
+    static char *keywords[] = {"series", "time_ns", "tags", "seconds", "name", "text", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UO!Od|UO:TimedPoint", keywords, &series,
+                                     &PyLong_Type, &time_ns, &tags, &seconds, &name, &text)) {
+        return NULL;
+    }
+    if ((name == NULL) != (text == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "TimedPoint: name and text go together");
+        return NULL;
+    }
+    return timed_point(series, time_ns, tags, seconds, name, text);
+}
+
+static void
+timed_point_dealloc(TimedPoint *self)
+{
+    Py_DECREF(self->series);
+    Py_DECREF(self->time_ns);
+    Py_DECREF(self->tags);
+    Py_XDECREF(self->name);
+    Py_XDECREF(self->text);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+timed_point_fields(TimedPoint *self)
+{
+    PyObject *fields = PyDict_New(), *seconds = fields ? PyFloat_FromDouble(self->seconds) : NULL;
+    if (seconds == NULL ||
+        (self->name != NULL && PyDict_SetItem(fields, self->name, self->text) < 0) ||
+        PyDict_SetItem(fields, execution_time, seconds) < 0) {
+        Py_XDECREF(fields);
+        fields = NULL;
+    }
+    Py_XDECREF(seconds);
+    return fields;
+}
+
+static Py_ssize_t
+timed_point_length(PyObject *self)
+{
+    return 4;
+}
+
+static PyObject *
+timed_point_item(TimedPoint *self, Py_ssize_t index)
+{
+    switch (index) {
+    case 0:
+        return Py_NewRef(self->series);
+    case 1:
+        return Py_NewRef(self->time_ns);
+    case 2:
+        return Py_NewRef(self->tags);
+    case 3:
+        return timed_point_fields(self);
+    default:
+        PyErr_SetString(PyExc_IndexError, "point index out of range");
+        return NULL;
+    }
+}
+
+/* The tuple a timed point reads as, or anything else itself (new references). */
+static PyObject *
+as_tuple(PyObject *object)
+{
+    if (!Py_IS_TYPE(object, &TimedPointType)) {
+        return Py_NewRef(object);
+    }
+    TimedPoint *self = (TimedPoint *)object;
+    PyObject *fields = timed_point_fields(self);
+    PyObject *tuple = fields ? PyTuple_Pack(4, self->series, self->time_ns, self->tags, fields)
+                             : NULL;
+    Py_XDECREF(fields);
+    return tuple;
+}
+
+static PyObject *
+timed_point_richcompare(PyObject *left, PyObject *right, int op)
+{
+    PyObject *a = as_tuple(left), *b = a ? as_tuple(right) : NULL;
+    PyObject *result = b ? PyObject_RichCompare(a, b, op) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return result;
+}
+
+static PyObject *
+timed_point_repr(PyObject *self)
+{
+    PyObject *tuple = as_tuple(self);
+    PyObject *text = tuple ? PyObject_Repr(tuple) : NULL;
+    Py_XDECREF(tuple);
+    return text;
+}
+
+static PySequenceMethods timed_point_sequence = {
+    .sq_length = timed_point_length,
+    .sq_item = (ssizeargfunc)timed_point_item,
+};
+
+static PyTypeObject TimedPointType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "luna_monitoring.core._speedups.TimedPoint",
+    .tp_doc = PyDoc_STR("TimedPoint(series, time_ns, tags, seconds, name=None, text=None): "
+                        "a point read as (series, time_ns, tags, {name: text, "
+                        "'execution_time': seconds}), neither tracked nor counted by the "
+                        "garbage collector."),
+    .tp_basicsize = sizeof(TimedPoint),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = timed_point_new,
+    .tp_dealloc = (destructor)timed_point_dealloc,
+    .tp_as_sequence = &timed_point_sequence,
+    .tp_richcompare = timed_point_richcompare,
+    .tp_repr = timed_point_repr,
+    .tp_hash = PyObject_HashNotImplemented,
+};
 
 /* -- encoder ----------------------------------------------------------------------------- */
 
@@ -148,18 +304,32 @@ add_ascii(Line *line, const char *text, Py_ssize_t len)
     return 1;
 }
 
+/* "00" to "99": two digits a division. */
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                  "31323334353637383940414243444546474849505152535455565758596061"
+                                  "62636465666768697071727374757677787980818283848586878889909192"
+                                  "93949596979899";
+
 /* The decimal digits of value after prefix (one char or none) and before suffix (likewise),
    into text (ASCII_CHARS long); their count. */
 static Py_ssize_t
 format_int(char *text, char prefix, long long value, char suffix)
 {
     char digits[24];
-    int count = 0;
+    int start = sizeof digits; /* digits[start:] hold them */
     unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
-    do {
-        digits[count++] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude);
+    while (magnitude >= 100) {
+        start -= 2;
+        memcpy(digits + start, digit_pairs + 2 * (magnitude % 100), 2);
+        magnitude /= 100;
+    }
+    if (magnitude >= 10) {
+        start -= 2;
+        memcpy(digits + start, digit_pairs + 2 * magnitude, 2);
+    }
+    else {
+        digits[--start] = (char)('0' + magnitude);
+    }
     Py_ssize_t length = 0;
     if (prefix) {
         text[length++] = prefix;
@@ -167,9 +337,8 @@ format_int(char *text, char prefix, long long value, char suffix)
     if (value < 0) {
         text[length++] = '-';
     }
-    while (count) {
-        text[length++] = digits[--count];
-    }
+    memcpy(text + length, digits + start, sizeof digits - (size_t)start);
+    length += (Py_ssize_t)(sizeof digits - (size_t)start);
     if (suffix) {
         text[length++] = suffix;
     }
@@ -357,33 +526,50 @@ has_char_to_escape(PyObject *text)
     return 0;
 }
 
+/* The separator and the cached key (with its "=") of a field; 0 when not cached. */
+static int
+add_key(Line *line, PyObject *name, const char *sep)
+{
+    PyObject *key = lookup(line->keys, name);
+    return key != NULL && PyUnicode_CheckExact(key) && add_ascii(line, sep, 1) &&
+           add_text(line, key);
+}
+
+/* A finite float (object: the same as a Python float, or NULL to make one if orjson must
+   write it); 0 for the Python path. */
+static int
+add_float(Line *line, double value, PyObject *object)
+{
+    char seconds[ASCII_CHARS];
+    Py_ssize_t length = format_seconds(seconds, value);
+    if (length) {
+        return add_ascii(line, seconds, length);
+    }
+    PyObject *made = object ? NULL : PyFloat_FromDouble(value);
+    PyObject *text = object || made ? PyObject_CallOneArg(dumps, object ? object : made) : NULL;
+    Py_XDECREF(made);
+    if (text == NULL || !PyBytes_CheckExact(text)) {
+        PyErr_Clear();
+        Py_XDECREF(text);
+        return 0;
+    }
+    int added = add_ascii(line, PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text));
+    Py_DECREF(text);
+    return added;
+}
+
 /* One field; 1 written, 0 to the Python path, 2 left out silently (None, NaN, inf). */
 static int
 add_field(Line *line, PyObject *name, PyObject *value, const char *sep)
 {
-    PyObject *key;
     if (value == Py_None || (PyFloat_CheckExact(value) && !isfinite(PyFloat_AS_DOUBLE(value)))) {
         return 2;
     }
-    if ((key = lookup(line->keys, name)) == NULL || !PyUnicode_CheckExact(key) ||
-        !add_ascii(line, sep, 1) || !add_text(line, key)) {
+    if (!add_key(line, name, sep)) {
         return 0;
     }
     if (PyFloat_CheckExact(value)) {
-        char seconds[ASCII_CHARS];
-        Py_ssize_t length = format_seconds(seconds, PyFloat_AS_DOUBLE(value));
-        if (length) {
-            return add_ascii(line, seconds, length);
-        }
-        PyObject *text = PyObject_CallOneArg(dumps, value);
-        if (text == NULL || !PyBytes_CheckExact(text)) {
-            PyErr_Clear();
-            Py_XDECREF(text);
-            return 0;
-        }
-        int added = add_ascii(line, PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text));
-        Py_DECREF(text);
-        return added;
+        return add_float(line, PyFloat_AS_DOUBLE(value), value);
     }
     if (PyUnicode_CheckExact(value)) {
 #if PY_VERSION_HEX < 0x030C0000
@@ -410,18 +596,48 @@ add_field(Line *line, PyObject *name, PyObject *value, const char *sep)
     return 0;
 }
 
+/* The fields of a timed point; 0 for the Python path. */
+static int
+add_timed_fields(Line *line, TimedPoint *point)
+{
+    const char *sep = " ";
+    if (point->name != NULL) {
+        int added = add_field(line, point->name, point->text, sep);
+        if (added == 0) {
+            return 0;
+        }
+        if (added == 1) {
+            sep = ",";
+        }
+    }
+    return isfinite(point->seconds) && add_key(line, execution_time, sep) &&
+           add_float(line, point->seconds, NULL);
+}
+
 /* The line of a point on the cached path (new reference), or NULL (no error set) for the
    Python path. */
 static PyObject *
 cached_line(Line *line, PyObject *point)
 {
+    PyObject *series, *time_ns, *tags, *fields = NULL;
+    TimedPoint *timed = NULL;
+    if (Py_IS_TYPE(point, &TimedPointType)) {
+        timed = (TimedPoint *)point;
+        series = timed->series;
+        time_ns = timed->time_ns;
+        tags = timed->tags;
+    }
     /* a tuple, or a subclass that unpacks as one (Point) */
-    if (!PyTuple_Check(point) || PyTuple_GET_SIZE(point) != 4 ||
-        Py_TYPE(point)->tp_iter != PyTuple_Type.tp_iter) {
+    else if (PyTuple_Check(point) && PyTuple_GET_SIZE(point) == 4 &&
+             Py_TYPE(point)->tp_iter == PyTuple_Type.tp_iter) {
+        series = PyTuple_GET_ITEM(point, 0);
+        time_ns = PyTuple_GET_ITEM(point, 1);
+        tags = PyTuple_GET_ITEM(point, 2);
+        fields = PyTuple_GET_ITEM(point, 3);
+    }
+    else {
         return NULL;
     }
-    PyObject *series = PyTuple_GET_ITEM(point, 0), *time_ns = PyTuple_GET_ITEM(point, 1);
-    PyObject *tags = PyTuple_GET_ITEM(point, 2), *fields = PyTuple_GET_ITEM(point, 3);
     line->count = 0;
     line->total = 0;
     line->max_char = 0x7f;
@@ -450,7 +666,12 @@ cached_line(Line *line, PyObject *point)
     if (!add_text(line, prefix)) {
         return NULL;
     }
-    if ((PyObject *)Py_TYPE(fields) == count_fields_type) {
+    if (timed != NULL) {
+        if (!add_timed_fields(line, timed) || !add_time(line, time_ns)) {
+            return NULL;
+        }
+    }
+    else if ((PyObject *)Py_TYPE(fields) == count_fields_type) {
         PyObject *text = cached_counts(line, series, fields);
         if (text == NULL || !PyUnicode_CheckExact(text) || !add_ascii(line, " ", 1) ||
             !add_text(line, text) || !add_time(line, time_ns)) {
@@ -746,23 +967,28 @@ timing_exit(Timing *self, PyObject *const *args, Py_ssize_t nargs)
     /* whole nanoseconds, as seconds_since */
     double elapsed = (double)((long long)(end.tv_sec - self->start.tv_sec) * 1000000000LL +
                               (end.tv_nsec - self->start.tv_nsec)) / 1e9;
-    /* set()'s fields (execution_time added unless set), else a new dict of it alone */
-    PyObject *fields = self->fields ? Py_NewRef(self->fields) : PyDict_New();
-    int has = fields ? PyDict_Contains(fields, execution_time) : -1;
-    PyObject *seconds = has == 0 ? PyFloat_FromDouble(elapsed) : NULL;
-    if (has < 0 || (has == 0 && (seconds == NULL ||
-                                 PyDict_SetItem(fields, execution_time, seconds) < 0))) {
-        Py_XDECREF(seconds);
-        Py_XDECREF(fields);
-        return NULL;
+    PyObject *point;
+    if (self->fields == NULL) { /* execution_time alone */
+        point = timed_point(self->series, self->time_ns, self->tags, elapsed, NULL, NULL);
     }
-    Py_XDECREF(seconds);
-    PyObject *point = PyTuple_Pack(4, self->series, self->time_ns, self->tags, fields);
-    Py_DECREF(fields);
+    else { /* set()'s fields, execution_time added unless set */
+        PyObject *fields = self->fields;
+        int has = PyDict_Contains(fields, execution_time);
+        PyObject *seconds = has == 0 ? PyFloat_FromDouble(elapsed) : NULL;
+        if (has < 0 || (has == 0 && (seconds == NULL ||
+                                     PyDict_SetItem(fields, execution_time, seconds) < 0))) {
+            Py_XDECREF(seconds);
+            return NULL;
+        }
+        Py_XDECREF(seconds);
+        point = PyTuple_Pack(4, self->series, self->time_ns, self->tags, fields);
+        if (point != NULL) {
+            PyObject_GC_UnTrack(point);
+        }
+    }
     if (point == NULL) {
         return NULL;
     }
-    PyObject_GC_UnTrack(point);
     int failed = PyList_Append(self->sink, point);
     Py_DECREF(point);
     if (failed) {
@@ -1090,6 +1316,21 @@ point_tuple(PyObject *series, PyObject *time_ns, PyObject *tags, PyObject *field
     return point;
 }
 
+/* The point of a duration: timed when it is a float, else a tuple of {execution_time: it}. */
+static PyObject *
+duration_point(PyObject *series, PyObject *time_ns, PyObject *tags, PyObject *seconds)
+{
+    if (PyFloat_CheckExact(seconds)) {
+        return timed_point(series, time_ns, tags, PyFloat_AS_DOUBLE(seconds), NULL, NULL);
+    }
+    PyObject *fields = PyDict_New();
+    PyObject *point = fields && PyDict_SetItem(fields, execution_time, seconds) == 0
+                          ? point_tuple(series, time_ns, tags, fields)
+                          : NULL;
+    Py_XDECREF(fields);
+    return point;
+}
+
 static PyObject *
 collector_points(Method *method, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -1103,7 +1344,7 @@ collector_points(Method *method, PyObject *const *args, size_t nargsf, PyObject 
     PyObject *estimations = Py_NewRef(SLOT(self, off_estimations));
     PyObject *start_ns = Py_NewRef(SLOT(self, off_start_ns));
     PyObject *usages = Py_NewRef(SLOT(self, off_usages));
-    PyObject *key = NULL, *task_tags = NULL, *usage_tags = NULL, *fields = NULL, *task = NULL;
+    PyObject *key = NULL, *task_tags = NULL, *usage_tags = NULL, *task = NULL;
     PyObject *usage = NULL, *points = NULL, *count;
     if (PyList_GET_SIZE(images) == 0 && PyList_GET_SIZE(estimations) == 0 && usages == Py_None) {
         points = PyList_New(0);
@@ -1124,9 +1365,8 @@ collector_points(Method *method, PyObject *const *args, size_t nargsf, PyObject 
         goto done;
     }
     Py_SETREF(usages, usages == Py_None ? new_usages() : Py_NewRef(usages));
-    if (usages == NULL || (fields = PyDict_New()) == NULL ||
-        PyDict_SetItem(fields, execution_time, args[1]) < 0 ||
-        (task = point_tuple(s_sdkloop_task, start_ns, task_tags, fields)) == NULL ||
+    if (usages == NULL ||
+        (task = duration_point(s_sdkloop_task, start_ns, task_tags, args[1])) == NULL ||
         (usage = point_tuple(s_usages_statistic, start_ns, usage_tags, usages)) == NULL) {
         goto done;
     }
@@ -1159,7 +1399,6 @@ done:
     Py_XDECREF(key);
     Py_XDECREF(task_tags);
     Py_XDECREF(usage_tags);
-    Py_XDECREF(fields);
     Py_XDECREF(task);
     Py_XDECREF(usage);
     return points;
@@ -1448,7 +1687,10 @@ end_handler(PyObject *module, PyObject *started)
         return NULL;
     }
     PyObject *monitoring = PyTuple_GET_ITEM(started, 0), *collector = PyTuple_GET_ITEM(started, 1);
-    PyObject *elapsed = seconds_since(PyTuple_GET_ITEM(started, 3));
+    double seconds;
+    PyObject *elapsed = elapsed_seconds(PyTuple_GET_ITEM(started, 3), &seconds) < 0
+                            ? NULL
+                            : PyFloat_FromDouble(seconds);
     if (elapsed == NULL || PyContextVar_Reset(current_var, PyTuple_GET_ITEM(started, 2)) < 0) {
         Py_XDECREF(elapsed);
         return NULL;
@@ -1677,7 +1919,7 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return start_ns ? Py_NewRef(Py_None) : NULL;
     }
     PyObject *more = NULL, *entries = NULL, *result = NULL, *start = NULL;
-    PyObject *elapsed = NULL, *fields = NULL, *point = NULL, *emit = NULL, *entry = NULL;
+    PyObject *point = NULL, *emit = NULL, *entry = NULL;
     int overflow = 1;
     long code = PyLong_CheckExact(status) ? PyLong_AsLongAndOverflow(status, &overflow) : 0;
     if ((more = get_attribute(request, slots, request_names, MORE)) == NULL ||
@@ -1699,15 +1941,13 @@ emit_points(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     PyObject *tags = PyTuple_GET_ITEM(entry, 0);
+    double seconds;
     if ((start = get_attribute(request, slots, request_names, START)) == NULL ||
-        (elapsed = seconds_since(start)) == NULL || (fields = PyDict_New()) == NULL ||
-        PyDict_SetItem(fields, s_request_id, args[2]) < 0 ||
-        PyDict_SetItem(fields, execution_time, elapsed) < 0 ||
-        (point = PyTuple_Pack(4, s_requests, start_ns, tags, fields)) == NULL ||
+        elapsed_seconds(start, &seconds) < 0 ||
+        (point = timed_point(s_requests, start_ns, tags, seconds, s_request_id, args[2])) == NULL ||
         (emit = get_attribute(hooks, hook_slots, hooks_names, EMIT)) == NULL) {
         goto done;
     }
-    PyObject_GC_UnTrack(point); /* as Timing's points: no cycle can go through it */
     result = PyObject_CallOneArg(emit, point);
 done:
     Py_DECREF(start_ns);
@@ -1715,8 +1955,6 @@ done:
     Py_XDECREF(more);
     Py_XDECREF(entries);
     Py_XDECREF(start);
-    Py_XDECREF(elapsed);
-    Py_XDECREF(fields);
     Py_XDECREF(point);
     Py_XDECREF(emit);
     return result;
@@ -2029,7 +2267,7 @@ PyInit__speedups(void)
         }
     }
     if (PyType_Ready(&UniqueClockType) < 0 || PyType_Ready(&TimingType) < 0 ||
-        PyType_Ready(&MethodType) < 0) {
+        PyType_Ready(&MethodType) < 0 || PyType_Ready(&TimedPointType) < 0) {
         return NULL;
     }
     PyObject *deque = NULL;
@@ -2049,7 +2287,8 @@ PyInit__speedups(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "UniqueClock", (PyObject *)&UniqueClockType) < 0 ||
-        PyModule_AddObjectRef(m, "Timing", (PyObject *)&TimingType) < 0) {
+        PyModule_AddObjectRef(m, "Timing", (PyObject *)&TimingType) < 0 ||
+        PyModule_AddObjectRef(m, "TimedPoint", (PyObject *)&TimedPointType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -92,7 +92,9 @@ class Point(NamedTuple):
 
 PointTuple = tuple[str, int, Mapping[str, str], Mapping[str, Any]]
 """A point as it is buffered: ``(series, time_ns, tags, fields)``. A :class:`Point` is one;
-the request path makes plain tuples, four times cheaper to make than a ``Point``."""
+the request path makes plain tuples, four times cheaper to make than a ``Point``, and the
+compiled request path ``TimedPoint``s (``core/_speedups.c``), which read as those tuples
+(unpacked, indexed, compared) without being tuples: consumers unpack them."""
 
 _new_point = tuple.__new__  # Point(...) without NamedTuple's Python-level __new__
 
