@@ -403,7 +403,13 @@ class TestErrors:
     ):
         """401 from ClickHouse: credentials error line, retried, password nowhere."""
         secret = "not-the-pw-123"
-        config = settings(clickhouse, clickhouse_db, username="writer", password=secret)
+        config = settings(
+            clickhouse,
+            clickhouse_db,
+            username="writer",
+            password=secret,
+            shutdown_timeout_s=0.2,  # its final flush is refused too
+        )
         writer = await start_writer(config)
         writer.append(requests(0, 1)[0])
         assert not await writer.flush()

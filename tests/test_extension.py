@@ -464,7 +464,7 @@ class TestDecoratorOrder:
             await serve_app(app)
 
     async def test_right_order_and_reuse_of_a_bare_handler_start(
-        self, new_app, serve_app, influx_db
+        self, influx_db, new_app, serve_app
     ):
         """Below the route decorator, or the bare function also on another route: fine."""
         app = new_app()

@@ -137,6 +137,7 @@ class TestApp:
             port=free_port(),
             plugin_timeout_s=0.3,
             max_retry_delay_s=0.2,
+            shutdown_timeout_s=0.2,  # nothing listens: the final flush cannot deliver
             prometheus={"enabled": True},
         )
         async with httpx.AsyncClient(base_url=await serve_app(app)) as client:

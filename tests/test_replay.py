@@ -215,7 +215,11 @@ class TestBadDisks:
     ) -> None:
         mount = mount_tmpfs("64k", read_only=True)
         writer = await make_writer(
-            port=free_port(), max_buffer_points=100, spool_dir=str(mount / "spool"), **FAST
+            port=free_port(),
+            max_buffer_points=100,
+            spool_dir=str(mount / "spool"),
+            shutdown_timeout_s=0.2,  # nothing listens: the final flush cannot deliver
+            **FAST,
         )
         feed(writer, points(400))
         assert writer.stats["points_buffered"] == 100
