@@ -105,6 +105,17 @@ timed_point(PyObject *series, PyObject *time_ns, PyObject *tags, double seconds,
     return (PyObject *)self;
 }
 
+/* A point tuple, untracked: no cycle can go through a point. */
+static PyObject *
+point_tuple(PyObject *series, PyObject *time_ns, PyObject *tags, PyObject *fields)
+{
+    PyObject *point = PyTuple_Pack(4, series, time_ns, tags, fields);
+    if (point != NULL) {
+        PyObject_GC_UnTrack(point);
+    }
+    return point;
+}
+
 static PyObject *
 timed_point_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -180,8 +191,7 @@ as_tuple(PyObject *object)
     }
     TimedPoint *self = (TimedPoint *)object;
     PyObject *fields = timed_point_fields(self);
-    PyObject *tuple = fields ? PyTuple_Pack(4, self->series, self->time_ns, self->tags, fields)
-                             : NULL;
+    PyObject *tuple = fields ? point_tuple(self->series, self->time_ns, self->tags, fields) : NULL;
     Py_XDECREF(fields);
     return tuple;
 }
@@ -545,9 +555,9 @@ add_float(Line *line, double value, PyObject *object)
     if (length) {
         return add_ascii(line, seconds, length);
     }
-    PyObject *made = object ? NULL : PyFloat_FromDouble(value);
-    PyObject *text = object || made ? PyObject_CallOneArg(dumps, object ? object : made) : NULL;
-    Py_XDECREF(made);
+    PyObject *number = object ? Py_NewRef(object) : PyFloat_FromDouble(value);
+    PyObject *text = number ? PyObject_CallOneArg(dumps, number) : NULL;
+    Py_XDECREF(number);
     if (text == NULL || !PyBytes_CheckExact(text)) {
         PyErr_Clear();
         Py_XDECREF(text);
@@ -981,10 +991,7 @@ timing_exit(Timing *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         Py_XDECREF(seconds);
-        point = PyTuple_Pack(4, self->series, self->time_ns, self->tags, fields);
-        if (point != NULL) {
-            PyObject_GC_UnTrack(point);
-        }
+        point = point_tuple(self->series, self->time_ns, self->tags, fields);
     }
     if (point == NULL) {
         return NULL;
@@ -1303,17 +1310,6 @@ collector_init(Method *method, PyObject *const *args, size_t nargsf, PyObject *k
     Py_XSETREF(SLOT(self, off_estimations), estimations);
     Py_XSETREF(SLOT(self, off_usages), Py_NewRef(Py_None));
     Py_RETURN_NONE;
-}
-
-/* A point tuple, untracked as Timing's are. */
-static PyObject *
-point_tuple(PyObject *series, PyObject *time_ns, PyObject *tags, PyObject *fields)
-{
-    PyObject *point = PyTuple_Pack(4, series, time_ns, tags, fields);
-    if (point != NULL) {
-        PyObject_GC_UnTrack(point);
-    }
-    return point;
 }
 
 /* The point of a duration: timed when it is a float, else a tuple of {execution_time: it}. */
