@@ -58,13 +58,18 @@ each loaded by its own wrk: the two share the core and whatever else the machine
 those seconds, so their difference in CPU per request is steadier than between runs one
 after the other (the core's caches are shared too, which makes every cost a little higher).
 
+With ``--wrk-first`` wrk runs ahead of InfluxDB on CPU 1 (``load.put_wrk_first``): a
+monitored hello world no longer waits for requests while InfluxDB takes a write (``busy``
+nearer 1), but InfluxDB then falls behind the estimation-heavy app, which packs the
+points waiting for it.
+
 With ``--against DIR`` (a checkout of another commit, e.g. made with ``git worktree add
 --detach DIR REF``) every monitored variant also runs as ``VARIANT@before``, its app importing
 ``luna_monitoring`` from ``DIR``: the same app, the package before and after, alternating in
 one run.
 
     python bench/overhead.py [--rounds 3] [--seconds 5] [--connections 32] [--paired]
-                             [--variants ...] [--against DIR]
+                             [--variants ...] [--against DIR] [--wrk-first]
 """
 
 from __future__ import annotations
@@ -85,7 +90,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from estimation import record_request  # noqa: E402
-from load import APP_CPU, LOAD_CPU, TICKS_PER_S, cpu_ticks, parse_or_serve, wrk  # noqa: E402
+from load import (  # noqa: E402
+    APP_CPU,
+    LOAD_CPU,
+    TICKS_PER_S,
+    cpu_ticks,
+    parse_or_serve,
+    put_wrk_first,
+    wrk,
+)
 from servers import InfluxDB1, free_port, http_request, unique_name, wait_until  # noqa: E402
 
 VARIANTS = (
@@ -350,6 +363,9 @@ def main() -> None:
         "--paired", action="store_true", help="run each variant at the same time as bare"
     )
     parser.add_argument("--against", metavar="DIR", help="also run the package found in DIR")
+    parser.add_argument(
+        "--wrk-first", action="store_true", help="run wrk ahead of InfluxDB on their core"
+    )
     args = parse_or_serve(parser, serve)
     if args is None:
         return
@@ -364,6 +380,8 @@ def main() -> None:
         args.variants = [*args.variants, *(v for v in others if v.endswith(BEFORE))]
     pairs: dict[str, list[tuple[dict, dict]]] = {variant: [] for variant in args.variants}
     with InfluxDB1() as influx:
+        if args.wrk_first:
+            put_wrk_first(influx.pid)
         for round_ in range(args.rounds):
             if args.paired:
                 for variant in others[round_ % len(others) :] + others[: round_ % len(others)]:
@@ -391,15 +409,17 @@ def report(pairs: dict[str, list[tuple[dict, dict]]]) -> None:
     """Medians over rounds of: throughput and its ratio to bare; CPU per request, the ratio
     it implies (bare CPU / variant CPU: the app's core is saturated, so throughput follows
     it, and it does not swing with other load on the machine as throughput does) and the
-    CPU added to bare; points stored / requests sent. Each run is paired with the bare run
-    of its framework in its round (``--paired``: the bare app that ran beside it)."""
+    CPU added to bare; the share of its core the app kept busy (alone: below 1 when it
+    waited for wrk; ``--paired``: its half of the shared core); points stored / requests
+    sent. Each run is paired with the bare run of its framework in its round (``--paired``:
+    the bare app that ran beside it)."""
 
     def median(values) -> float:
         return statistics.median(list(values))
 
     print(
         f"\n{'variant':20} {'req/s':>7} {'ratio':>6} {'CPU µs/req':>10} {'CPU ratio':>9} "
-        f"{'added µs':>8}  stored/sent"
+        f"{'added µs':>8} {'busy':>5}  stored/sent"
     )
     for variant, runs in pairs.items():
         stored = ", ".join(f"{r['stored']}/{r['sent']}" for r, _ in runs if r["stored"] is not None)
@@ -408,7 +428,8 @@ def report(pairs: dict[str, list[tuple[dict, dict]]]) -> None:
             f"{median(r['rps'] / b['rps'] for r, b in runs):6.3f} "
             f"{median(r['cpu_us'] for r, _ in runs):10.2f} "
             f"{median(b['cpu_us'] / r['cpu_us'] for r, b in runs):9.3f} "
-            f"{median(r['cpu_us'] - b['cpu_us'] for r, b in runs):8.2f}  {stored}"
+            f"{median(r['cpu_us'] - b['cpu_us'] for r, b in runs):8.2f} "
+            f"{median(r['rps'] * r['cpu_us'] / 1e6 for r, _ in runs):5.3f}  {stored}"
         )
 
 

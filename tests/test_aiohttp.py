@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp import web
+from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 from apps.equivalent import aiohttp_app, monitoring_of, sanic_app
 from sanic import Sanic
 from servers import free_port, http_request, unique_name, wait_until
@@ -29,6 +30,7 @@ from luna_monitoring.aiohttp import (
     MONITORING,
     AppMonitoring,
     get_monitoring,
+    request_hooks,
     setup_monitoring,
 )
 from luna_monitoring.core.request_id import is_request_id
@@ -67,6 +69,28 @@ class TestSetup:
         with pytest.raises(MonitoringConfigError, match="monitored already"):
             setup_monitoring(app, influx_config(influx_db))
         assert len(app.cleanup_ctx) == 1
+
+    def test_compiled_hook_reads_behind_the_properties_only_where_aiohttp_keeps_them(
+        self, monkeypatch
+    ):
+        assert request_hooks._compiled_reads() == {
+            "route_attrs": ("_match_info", "_route", "_resource"),
+            "response_attrs": ("_status", "_headers"),
+        }
+
+        class RouteElsewhere(UrlMappingMatchInfo):  # an aiohttp keeping it under another name
+            __slots__ = ("_elsewhere",)
+
+            def __init__(self, match_dict, route):
+                super().__init__(match_dict, route)
+                self._elsewhere, self._route = route, None
+
+            route = property(lambda self: self._elsewhere)
+
+        monkeypatch.setattr(request_hooks, "UrlMappingMatchInfo", RouteElsewhere)
+        assert request_hooks._compiled_reads() == {
+            "route_attrs": ("_match_info", "route", "resource")
+        }
 
     def test_setup_stores_typed_state_and_adds_one_cleanup_context(self, influx_db):
         app = web.Application()

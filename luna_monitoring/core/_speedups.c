@@ -40,8 +40,22 @@ static PyObject *numeric_fields;    /* collector._NUMERIC_FIELDS: {series: {fiel
 static PyObject *execution_time;    /* "execution_time" */
 static PyObject *dumps;             /* orjson.dumps: floats are written as the Python path writes them */
 /* From the standard library, taken when the module is loaded. */
-static PyObject *perf_counter_ns, *urandom; /* time.perf_counter_ns, os.urandom */
+static PyObject *urandom;                     /* os.urandom */
 static PyObject *deque_append, *deque_extend; /* the methods of collections.deque */
+
+/* The value of an int into value; -1 with an error set. (PyLong_AsLongLong takes a slow
+   path for every int of more than 30 bits: timestamps, perf_counter_ns.) */
+static int
+as_long_long(PyObject *number, long long *value)
+{
+    int overflow = 0;
+    *value = PyLong_AsLongLongAndOverflow(number, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "int too big to convert");
+        return -1;
+    }
+    return *value == -1 && PyErr_Occurred() ? -1 : 0;
+}
 
 /* The value of an int into value, its reference released; -1 with the error set, also for
    NULL (the error of the call that made it). */
@@ -51,9 +65,18 @@ take_long_long(PyObject *number, long long *value)
     if (number == NULL) {
         return -1;
     }
-    *value = PyLong_AsLongLong(number);
+    int result = as_long_long(number, value);
     Py_DECREF(number);
-    return *value == -1 && PyErr_Occurred() ? -1 : 0;
+    return result;
+}
+
+/* time.perf_counter_ns() as a C number: on Linux both read CLOCK_MONOTONIC. */
+static long long
+monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
 }
 
 /* The seconds since start (an int of perf_counter_ns) into seconds, a whole number of
@@ -61,14 +84,11 @@ take_long_long(PyObject *number, long long *value)
 static int
 elapsed_seconds(PyObject *start, double *seconds)
 {
-    PyObject *now = PyObject_CallNoArgs(perf_counter_ns);
-    PyObject *elapsed = now ? PyNumber_Subtract(now, start) : NULL;
-    Py_XDECREF(now);
-    long long nanoseconds;
-    if (take_long_long(elapsed, &nanoseconds) < 0) {
+    long long now = monotonic_ns(), started;
+    if (as_long_long(start, &started) < 0) {
         return -1;
     }
-    *seconds = (double)nanoseconds / 1e9;
+    *seconds = (double)(now - started) / 1e9;
     return 0;
 }
 
@@ -1148,7 +1168,7 @@ static PyObject *s_batch_size, *s_format, *s_exif, *s_autorotated, *s_image_load
 /* A method compiled for its common call: bound as functions are (see method_get), holding
    the Python method it stands for (every call it does not take; its __wrapped__, name and
    doc) and what the compiled call uses. */
-#define METHOD_USES 5
+#define METHOD_USES 6
 typedef struct {
     PyObject_HEAD
     PyObject *python;
@@ -1660,7 +1680,7 @@ begin_handler(PyObject *module, PyObject *args)
         PyObject *init[2] = {now_ns, service};
         if ((collector = PyObject_Vectorcall((PyObject *)collector_type, init, 2, NULL)) != NULL &&
             (token = PyContextVar_Set(current_var, collector)) != NULL &&
-            (start = PyObject_CallNoArgs(perf_counter_ns)) != NULL) {
+            (start = PyLong_FromLongLong(monotonic_ns())) != NULL) {
             started = PyTuple_Pack(4, monitoring, collector, token, start);
         }
     }
@@ -1723,7 +1743,7 @@ static PyObject *header_key;     /* istr("LUNA-Request-Id") */
 static PyObject *request_id_for; /* request_id.request_id_for */
 static PyObject *python_emit_points;
 static PyObject *s_start_ns, *s_start, *s_id, *s_more, *s_headers, *s_get, *s_entries, *s_emit,
-    *s_requests, *s_request_id, *s_now_ns, *s_status, *s_method;
+    *s_requests, *s_request_id, *s_now_ns, *s_method;
 
 /* Random version-4 UUIDs: 256 at a time from one os.urandom() call; request_id.py has a
    forked child forget those left (forget_uuids), as it does for its own. */
@@ -1784,7 +1804,11 @@ make_request_id(long long seconds)
     if (next_uuid(text + count) < 0) {
         return NULL;
     }
-    return PyUnicode_FromStringAndSize(text, count + 36);
+    PyObject *id = PyUnicode_New(count + 36, 127); /* ASCII: copied, not decoded */
+    if (id != NULL) {
+        memcpy(PyUnicode_DATA(id), text, count + 36);
+    }
+    return id;
 }
 
 static PyObject *
@@ -1975,7 +1999,7 @@ start_hook_call(Method *self, PyObject *const *args, size_t nargsf, PyObject *kw
     const SlotCache *slots = REQUEST_SLOTS(request);
     PyObject *now_ns = get_attribute(hooks, HOOKS_SLOTS(hooks), hooks_names, NOW_NS);
     PyObject *start_ns = now_ns ? PyObject_CallNoArgs(now_ns) : NULL;
-    PyObject *start = start_ns ? PyObject_CallNoArgs(perf_counter_ns) : NULL;
+    PyObject *start = start_ns ? PyLong_FromLongLong(monotonic_ns()) : NULL;
     int failed = start == NULL ||
                  set_attribute(request, slots, request_names, START_NS, start_ns) < 0 ||
                  set_attribute(request, slots, request_names, START, start) < 0 ||
@@ -2030,11 +2054,13 @@ response_hook_call(Method *self, PyObject *const *args, size_t nargsf, PyObject 
 {
     PyObject *base_hook = self->uses[0], *hooks = self->uses[1], *header_name = self->uses[2];
     PyObject *header_type = self->uses[3], *route_attrs = self->uses[4];
+    PyObject *status_name = PyTuple_GET_ITEM(self->uses[5], 0);
+    PyObject *headers_name = PyTuple_GET_ITEM(self->uses[5], 1);
     if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL || args[1] == Py_None) {
         return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
     }
     PyObject *request = args[0], *response = args[1];
-    PyObject *status = PyObject_GetAttr(response, s_status);
+    PyObject *status = PyObject_GetAttr(response, status_name);
     if (status == NULL) {
         return NULL;
     }
@@ -2051,7 +2077,7 @@ response_hook_call(Method *self, PyObject *const *args, size_t nargsf, PyObject 
     if (request_id == NULL ||
         (value = header_type == Py_None ? Py_NewRef(request_id)
                                          : PyObject_CallOneArg(header_type, request_id)) == NULL ||
-        (headers = PyObject_GetAttr(response, s_headers)) == NULL ||
+        (headers = PyObject_GetAttr(response, headers_name)) == NULL ||
         PyObject_SetItem(headers, header_name, value) < 0 ||
         (method = PyObject_GetAttr(request, s_method)) == NULL ||
         (part = route_part(request, route_attrs)) == NULL ||
@@ -2077,15 +2103,17 @@ done:
 static PyObject *
 response_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) ||
+    if (nargs != 7 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) ||
         !PyTuple_CheckExact(args[5]) || PyTuple_GET_SIZE(args[5]) < 1 ||
-        python_emit_points == NULL) {
+        !PyTuple_CheckExact(args[6]) || PyTuple_GET_SIZE(args[6]) != 2 ||
+        !PyUnicode_CheckExact(PyTuple_GET_ITEM(args[6], 0)) ||
+        !PyUnicode_CheckExact(PyTuple_GET_ITEM(args[6], 1)) || python_emit_points == NULL) {
         PyErr_SetString(PyExc_TypeError,
                         "response_hook(python_hook, base_hook, hooks, header_name, header_type, "
-                        "route_attrs), after setup_requests");
+                        "route_attrs, (status_attr, headers_attr)), after setup_requests");
         return NULL;
     }
-    return new_method(args[0], (vectorcallfunc)response_hook_call, args + 1, 5);
+    return new_method(args[0], (vectorcallfunc)response_hook_call, args + 1, 6);
 }
 
 static PyObject *
@@ -2187,9 +2215,10 @@ static PyMethodDef methods[] = {
      "(request_id.new_request_id)."},
     {"start_hook", (PyCFunction)(void (*)(void))start_hook, METH_FASTCALL,
      "start_hook(python_init, base_init, hooks): python_init compiled for a request class: "
-     "base_init, then the start timestamps from hooks._now_ns and perf_counter_ns."},
+     "base_init, then the start timestamps from hooks._now_ns and CLOCK_MONOTONIC (perf_counter_ns)."},
     {"response_hook", (PyCFunction)(void (*)(void))response_hook, METH_FASTCALL,
-     "response_hook(python_hook, base_hook, hooks, header_name, header_type, route_attrs): "
+     "response_hook(python_hook, base_hook, hooks, header_name, header_type, route_attrs, "
+     "response_attrs): "
      "a request class's response hook: the id header (header_type(id), or the id if None), "
      "the points keyed by (method, the route_attrs chain, status), then base_hook."},
     {"assign_id", (PyCFunction)assign_id, METH_O,
@@ -2249,7 +2278,7 @@ PyInit__speedups(void)
         {&s_start, "_luna_start"}, {&s_id, "_luna_id"}, {&s_more, "_luna_more"},
         {&s_headers, "headers"}, {&s_get, "get"}, {&s_entries, "_entries"},
         {&s_emit, "_emit"}, {&s_requests, "requests"}, {&s_request_id, "request_id"},
-        {&s_now_ns, "_now_ns"}, {&s_status, "status"}, {&s_method, "method"},
+        {&s_now_ns, "_now_ns"}, {&s_method, "method"},
         {&s_batch_size, "batch_size"}, {&s_format, "format"}, {&s_exif, "exif"},
         {&s_autorotated, "autorotated"}, {&s_image_load, "image_load"},
         {&s_sdkloop_task, "sdkloop_task"}, {&s_usages_statistic, "usages_statistic"},
@@ -2268,8 +2297,6 @@ PyInit__speedups(void)
     }
     PyObject *deque = NULL;
     if ((urandom == NULL && (urandom = module_attribute("os", "urandom")) == NULL) ||
-        (perf_counter_ns == NULL &&
-         (perf_counter_ns = module_attribute("time", "perf_counter_ns")) == NULL) ||
         (deque_append == NULL &&
          ((deque = module_attribute("collections", "deque")) == NULL ||
           (deque_append = PyObject_GetAttrString(deque, "append")) == NULL ||

@@ -98,6 +98,7 @@ class RequestPoints:
         header_name: Any,
         header_type: Callable[[str], Any] | None,
         route_attrs: tuple[str, ...],
+        response_attrs: tuple[str, str] = ("status", "headers"),
     ) -> None:
         """Give an adapter's request class, when the extension is built, the compiled
         ``__init__`` (``base_init``, then the start timestamps) and response hook (the method
@@ -105,13 +106,14 @@ class RequestPoints:
         the response alone: the ``header_name`` header (``header_type(id)``, or the id),
         :data:`emit_points` keyed by (method, the chain of ``route_attrs`` read from the
         request, ``False`` if one before the last is ``None``, status), then ``base_hook``;
-        any other call, and a websocket's 101, goes to the Python method."""
+        any other call, and a websocket's 101, goes to the Python method. It reads the
+        response's status and headers by the names in ``response_attrs``."""
         if speedups is not None:
             python_init = request_class.__init__
             request_class.__init__ = speedups.start_hook(python_init, base_init, self)
             python_hook = getattr(request_class, response_hook)
             compiled = speedups.response_hook(
-                python_hook, base_hook, self, header_name, header_type, route_attrs
+                python_hook, base_hook, self, header_name, header_type, route_attrs, response_attrs
             )
             setattr(request_class, response_hook, compiled)
 
