@@ -924,7 +924,7 @@ setup_timing(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 typedef struct {
     PyObject_HEAD
     PyObject *sink, *clock, *series, *tags, *fields, *time_ns;
-    struct timespec start;
+    long long start; /* monotonic_ns() at __enter__ */
 } Timing;
 
 static void
@@ -978,15 +978,14 @@ timing_enter(Timing *self, PyObject *unused)
         return NULL;
     }
     Py_XSETREF(self->time_ns, time_ns);
-    clock_gettime(CLOCK_MONOTONIC, &self->start);
+    self->start = monotonic_ns();
     return Py_NewRef(self);
 }
 
 static PyObject *
 timing_exit(Timing *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    struct timespec end;
-    clock_gettime(CLOCK_MONOTONIC, &end);
+    long long end = monotonic_ns();
     if (nargs < 1 || args[0] != Py_None) {
         Py_RETURN_NONE; /* the block raised: nothing recorded */
     }
@@ -994,9 +993,7 @@ timing_exit(Timing *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "__exit__ without __enter__");
         return NULL;
     }
-    /* whole nanoseconds, as seconds_since */
-    double elapsed = (double)((long long)(end.tv_sec - self->start.tv_sec) * 1000000000LL +
-                              (end.tv_nsec - self->start.tv_nsec)) / 1e9;
+    double elapsed = (double)(end - self->start) / 1e9; /* whole nanoseconds, as seconds_since */
     PyObject *point;
     if (self->fields == NULL) { /* execution_time alone */
         point = timed_point(self->series, self->time_ns, self->tags, elapsed, NULL, NULL);
